@@ -1,0 +1,37 @@
+# Every file in cuda/ is compiled by nvcc against Caffe's headers with the GPU
+# code paths on (no CPU_ONLY), even when the Caffe at hand is CPU-only, so that
+# kernels are checked on machines without a GPU. Built by the target
+# `cuda_compile_check` and run as the CTest test of the same name.
+find_program(NVCC_EXECUTABLE nvcc
+  HINTS ENV CUDA_HOME ENV CUDA_PATH /usr/local/cuda PATH_SUFFIXES bin)
+
+if(NOT NVCC_EXECUTABLE)
+  message(STATUS "caffe_temperature: nvcc not found, no CUDA compile check")
+  return()
+endif()
+
+get_filename_component(_cuda_root ${NVCC_EXECUTABLE} DIRECTORY)
+get_filename_component(_cuda_root ${_cuda_root} DIRECTORY)
+set(_check_includes
+  ${CMAKE_CURRENT_SOURCE_DIR}/include ${CMAKE_CURRENT_SOURCE_DIR}/cuda
+  ${CAFFE_EXTRA_INCLUDE_DIRS} ${_cuda_root}/include)
+set(_check_objects)
+foreach(_cu ${PLUGIN_CUDA_SOURCES})
+  get_filename_component(_name ${_cu} NAME_WE)
+  set(_obj ${CMAKE_BINARY_DIR}/cuda_check/${_name}.o)
+  add_custom_command(OUTPUT ${_obj}
+    COMMAND ${NVCC_EXECUTABLE} -std=c++17 -O2 -arch=sm_${CAFFE_TEMPERATURE_CUDA_ARCH}
+            -Xcompiler=-fPIC -Werror=all-warnings
+            "-I$<JOIN:${_check_includes},;-I>"
+            "-I$<JOIN:$<TARGET_PROPERTY:caffe,INTERFACE_INCLUDE_DIRECTORIES>,;-I>"
+            -c ${_cu} -o ${_obj}
+    DEPENDS ${_cu}
+    IMPLICIT_DEPENDS CXX ${_cu}
+    COMMAND_EXPAND_LISTS
+    COMMENT "nvcc compile check: ${_name}.cu (sm_${CAFFE_TEMPERATURE_CUDA_ARCH})"
+    VERBATIM)
+  list(APPEND _check_objects ${_obj})
+endforeach()
+file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/cuda_check)
+add_custom_target(cuda_compile_check DEPENDS ${_check_objects})
+set(CAFFE_TEMPERATURE_HAVE_CUDA_CHECK ON)

@@ -1,0 +1,78 @@
+#ifndef CAFFE_TEMPERATURE_SOFTMAX_KERNELS_HPP_
+#define CAFFE_TEMPERATURE_SOFTMAX_KERNELS_HPP_
+
+// CPU kernels shared by every layer of the plugin. A blob is seen as
+// outer x channels x inner; one softmax vector of `channels` values (stride
+// `inner`) belongs to each (outer, inner) position.
+//
+// These functions live in a translation unit built with -ffast-math (so that
+// glibc's vector exp is used): they assume finite inputs and do no checking.
+// Callers validate beta before calling them.
+
+namespace caffe_temperature {
+
+struct SoftmaxShape {
+  int outer;
+  int channels;
+  int inner;
+  int positions() const { return outer * inner; }
+  int count() const { return outer * channels * inner; }
+};
+
+// Inverse temperature of each position: position (o, i) reads
+// data[o * outer_stride + i * inner_stride]. Zero strides share one value,
+// which covers the three layouts SPEC.md allows (shared, per sample,
+// per position) without copying beta.
+template <typename Dtype>
+struct BetaView {
+  const Dtype* data;
+  int outer_stride;
+  int inner_stride;
+};
+
+// y = softmax(beta * x) over channels. y may alias x.
+template <typename Dtype>
+void SoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
+                       const BetaView<Dtype>& beta, Dtype* y);
+
+// log_y = log_softmax(beta * x), and y = softmax(beta * x) when y is not
+// NULL. Neither output may alias x.
+template <typename Dtype>
+void LogSoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
+                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y);
+
+// dx = beta * y * (dy - sum_k dy_k y_k). dx may alias dy or y.
+template <typename Dtype>
+void SoftmaxBackwardCPU(const SoftmaxShape& shape, const Dtype* y,
+                        const Dtype* dy, const BetaView<Dtype>& beta,
+                        Dtype* dx);
+
+// Per position (o * inner + i): sum_c dy_c y_c (x_c - sum_k y_k x_k),
+// the derivative of the loss with respect to that position's beta.
+template <typename Dtype>
+void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
+                            const Dtype* y, const Dtype* dy,
+                            Dtype* position_grad);
+
+#ifndef CPU_ONLY
+// The same four operations on device pointers (cuda/softmax_kernels.cu), on
+// Caffe's current stream; BetaView.data is a device pointer there.
+template <typename Dtype>
+void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
+                       const BetaView<Dtype>& beta, Dtype* y);
+template <typename Dtype>
+void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
+                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y);
+template <typename Dtype>
+void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
+                        const Dtype* dy, const BetaView<Dtype>& beta,
+                        Dtype* dx);
+template <typename Dtype>
+void SoftmaxBetaGradientGPU(const SoftmaxShape& shape, const Dtype* x,
+                            const Dtype* y, const Dtype* dy,
+                            Dtype* position_grad);
+#endif  // CPU_ONLY
+
+}  // namespace caffe_temperature
+
+#endif  // CAFFE_TEMPERATURE_SOFTMAX_KERNELS_HPP_

@@ -1,0 +1,101 @@
+"""Finding and loading libcaffe_temperature.so into the running process."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from pathlib import Path
+
+LIBRARY_NAME = "libcaffe_temperature.so"
+BUILD_INFO_NAME = "caffe_temperature_build.json"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPO_BUILD_DIR = _PACKAGE_DIR.parent.parent / "build"
+
+BUILD_HINT = (
+    "Build it with scripts/setup.sh (or cmake -DCaffe_DIR=... && cmake --build), "
+    "or point CAFFE_TEMPERATURE_LIBRARY at libcaffe_temperature.so."
+)
+
+
+class PluginLoadError(ImportError):
+    """The plugin cannot be loaded into this process."""
+
+
+def plugin_path() -> Path:
+    """Where the plugin library is: $CAFFE_TEMPERATURE_LIBRARY, next to the
+    installed package, or in the source tree's build directory."""
+    override = os.environ.get("CAFFE_TEMPERATURE_LIBRARY")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise PluginLoadError(f"CAFFE_TEMPERATURE_LIBRARY={override} does not exist. {BUILD_HINT}")
+        return path
+    for candidate in (_PACKAGE_DIR / LIBRARY_NAME, _REPO_BUILD_DIR / "lib" / LIBRARY_NAME):
+        if candidate.is_file():
+            return candidate
+    raise PluginLoadError(f"{LIBRARY_NAME} not found next to {_PACKAGE_DIR} or in {_REPO_BUILD_DIR}/lib. {BUILD_HINT}")
+
+
+def _loaded_caffe_libraries() -> set[Path]:
+    """libcaffe shared objects already mapped into this process (by pycaffe)."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        return set()
+    found = set()
+    for line in maps.read_text().splitlines():
+        path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+        if Path(path).name.startswith("libcaffe.so"):
+            found.add(Path(path).resolve())
+    return found
+
+
+def _check_same_caffe(library: Path) -> None:
+    """Refuse a process whose Caffe is not the one the plugin was built with:
+    the dynamic loader would bind the plugin to it by soname, and layer
+    registries or class layouts that differ fail much later, or crash."""
+    info_file = library.parent / BUILD_INFO_NAME
+    if not info_file.is_file():
+        return
+    built_with = Path(json.loads(info_file.read_text())["caffe_library"]).resolve()
+    for loaded in _loaded_caffe_libraries():
+        if loaded != built_with:
+            raise PluginLoadError(
+                f"{library} was built against {built_with}, but this process already "
+                f"loaded {loaded} (through pycaffe from {_pycaffe_origin()}). "
+                "Use the pycaffe of the Caffe the plugin was built with, or rebuild the "
+                "plugin with -DCaffe_DIR pointing at this one."
+            )
+
+
+def _pycaffe_origin() -> str:
+    caffe = sys.modules.get("caffe")
+    return str(getattr(caffe, "__file__", "an unknown location"))
+
+
+def _extend_package_path(library: Path) -> None:
+    """In a source tree, _native lives in <build>/python/caffe_temperature."""
+    package = sys.modules["caffe_temperature"]
+    native_dir = library.parent.parent / "python" / "caffe_temperature"
+    if native_dir.is_dir() and str(native_dir) not in package.__path__:
+        package.__path__.append(str(native_dir))
+
+
+def load_plugin() -> ctypes.CDLL:
+    """Load the plugin with RTLD_GLOBAL so that its layer registrations land in
+    the same registry as pycaffe's. Loading twice returns the same handle."""
+    library = plugin_path()
+    # pycaffe first: its libcaffe is the one the plugin must match, and a
+    # plugin loaded first would impose its own libcaffe on pycaffe by soname.
+    try:
+        import caffe  # noqa: F401
+    except ImportError as err:
+        raise PluginLoadError(
+            f"pycaffe cannot be imported ({err}); put <caffe>/python on PYTHONPATH "
+            "(scripts/env.sh does this for the Caffe that scripts/setup.sh built)"
+        ) from err
+    _check_same_caffe(library)
+    handle = ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+    _extend_package_path(library)
+    return handle

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Prepares everything caffe-temperature needs and builds the plugin.
+#
+#   scripts/setup.sh            apt packages, Python venv, BVLC Caffe (cached), plugin build
+#
+# Environment:
+#   CAFFE_TEMPERATURE_CACHE  cache directory (default ~/.cache/caffe-temperature)
+#   Caffe_DIR                an existing Caffe (<prefix>/share/Caffe or a build tree): skips the Caffe build
+#   CAFFE_SOURCE_TARBALL     a local caffe_*.orig.tar.gz instead of fetching Debian's source package
+#   CAFFE_TEMPERATURE_VENV   Python virtual environment to use (default $CACHE/venv)
+#   BUILD_DIR                plugin build directory (default ./build)
+#   JOBS                     parallel build jobs (default: nproc)
+#
+# Safe to run again: every step is skipped when its result is already there.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${CAFFE_TEMPERATURE_CACHE:-$HOME/.cache/caffe-temperature}
+VENV=${CAFFE_TEMPERATURE_VENV:-$CACHE/venv}
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+JOBS=${JOBS:-$(nproc)}
+# The last BVLC master that Debian packaged (bullseye); its orig tarball is what we build.
+CAFFE_DEB_VERSION=1.0.0+git20180821.99bd997
+CAFFE_PREFIX=$CACHE/caffe-$CAFFE_DEB_VERSION
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config
+  libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev
+  libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
+  libboost-python-dev python3-dev python3-venv
+)
+PY_PACKAGES=(
+  numpy protobuf scipy scikit-image six pybind11 pytest hypothesis matplotlib tqdm
+  scikit-learn
+)
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+make_venv() {
+  if [[ ! -x $VENV/bin/python ]]; then
+    log "creating Python virtual environment $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c "import numpy, google.protobuf, scipy, skimage, six, pybind11, pytest, hypothesis, matplotlib, tqdm, sklearn" 2>/dev/null; then
+    log "installing Python packages into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]}"
+  fi
+}
+
+# URI of the machine's own Debian archive, so that no mirror is hard-coded here.
+debian_archive_uri() {
+  local uri=""
+  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+    uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [[ -z $uri && -f /etc/apt/sources.list ]]; then
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+  fi
+  [[ -n $uri ]] || die "cannot find a Debian archive URI in /etc/apt; set CAFFE_SOURCE_TARBALL"
+  echo "$uri"
+}
+
+# Downloads Debian's bullseye source package of Caffe through a private apt configuration:
+# its own sources list and state directories, the system's apt set-up untouched.
+fetch_caffe_tarball() {
+  if [[ -n ${CAFFE_SOURCE_TARBALL:-} ]]; then
+    [[ -f $CAFFE_SOURCE_TARBALL ]] || die "CAFFE_SOURCE_TARBALL=$CAFFE_SOURCE_TARBALL does not exist"
+    echo "$CAFFE_SOURCE_TARBALL"
+    return
+  fi
+  local dl=$CACHE/download
+  local tarball
+  tarball=$(ls "$dl"/caffe_*.orig.tar.* 2>/dev/null | head -1 || true)
+  if [[ -z $tarball ]]; then
+    local apt=$CACHE/apt
+    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$dl"
+    echo "deb-src $(debian_archive_uri) bullseye main" > "$apt/sources.list"
+    local opts=(-o "Dir::Etc::sourcelist=$apt/sources.list" -o "Dir::Etc::sourceparts=-"
+                -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Get::List-Cleanup=0" -o "APT::Sandbox::User=root")
+    log "fetching the Caffe source package (Debian bullseye)"
+    apt-get "${opts[@]}" update -qq >&2
+    (cd "$dl" && apt-get "${opts[@]}" source --download-only "caffe=1.0.0+git20180821.99bd997-8" >&2)
+    tarball=$(ls "$dl"/caffe_*.orig.tar.* | head -1)
+  fi
+  echo "$tarball"
+}
+
+build_caffe() {
+  if [[ -f $CAFFE_PREFIX/share/Caffe/CaffeConfig.cmake && -x $CAFFE_PREFIX/bin/caffe ]]; then
+    log "using cached Caffe at $CAFFE_PREFIX"
+    return
+  fi
+  local tarball src build
+  tarball=$(fetch_caffe_tarball)
+  src=$CACHE/src/caffe-$CAFFE_DEB_VERSION
+  build=$CACHE/build/caffe-$CAFFE_DEB_VERSION
+  rm -rf "$src" "$build"
+  mkdir -p "$src" "$build"
+  log "extracting $tarball"
+  # The orig tarball has no top-level directory.
+  tar -xf "$tarball" -C "$src"
+  # protobuf >= 3.21 only has the one-argument SetTotalBytesLimit.
+  sed -i 's/SetTotalBytesLimit(kProtoReadBytesLimit, 536870912)/SetTotalBytesLimit(kProtoReadBytesLimit)/' \
+    "$src/src/caffe/util/io.cpp"
+  log "configuring Caffe (CPU only)"
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$CAFFE_PREFIX" \
+    -DCPU_ONLY=ON -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF -DBLAS=Open \
+    -DBUILD_python=ON -Dpython_version=3 -DPYTHON_EXECUTABLE="$VENV/bin/python" \
+    -DBUILD_docs=OFF -DBUILD_matlab=OFF -DCMAKE_CXX_STANDARD=17 >"$build/configure.log" 2>&1 \
+    || { tail -30 "$build/configure.log" >&2; die "configuring Caffe failed (log: $build/configure.log)"; }
+  log "building Caffe with $JOBS jobs (about 2 minutes on 2 cores)"
+  # make's [ NN%] lines are the progress display.
+  cmake --build "$build" -j "$JOBS" 2>&1 | tee "$build/build.log" | grep --line-buffered -E '^\[ *[0-9]+%\]' | \
+    awk '{ if ($2 != last) { printf "\r[setup] caffe %s", $1 $2; fflush(); last = $2 } } END { print "" }' >&2 \
+    || true
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || { tail -30 "$build/build.log" >&2; die "building Caffe failed (log: $build/build.log)"; }
+  cmake --install "$build" >"$build/install.log" 2>&1 || die "installing Caffe failed (log: $build/install.log)"
+  log "Caffe installed at $CAFFE_PREFIX"
+}
+
+build_plugin() {
+  local caffe_dir=$1
+  log "building the plugin in $BUILD_DIR against $caffe_dir"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCaffe_DIR="$caffe_dir" \
+    -DPython3_EXECUTABLE="$VENV/bin/python" >"$BUILD_DIR.configure.log" 2>&1 \
+    || { cat "$BUILD_DIR.configure.log" >&2; die "configuring the plugin failed"; }
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+}
+
+main() {
+  mkdir -p "$CACHE"
+  install_apt_packages
+  make_venv
+  local caffe_dir=${Caffe_DIR:-}
+  if [[ -z $caffe_dir ]]; then
+    build_caffe
+    caffe_dir=$CAFFE_PREFIX/share/Caffe
+  fi
+  build_plugin "$caffe_dir"
+  # Read by scripts/env.sh so later commands find the same Caffe and venv.
+  cat > "$BUILD_DIR/setup.env" <<ENV
+CAFFE_TEMPERATURE_VENV=$VENV
+CAFFE_DIR=$caffe_dir
+ENV
+}
+
+main "$@"

@@ -1,0 +1,339 @@
+// Built with -ffast-math -fopenmp-simd (see CMakeLists.txt): `#pragma omp simd`
+// loops then call glibc's vector exp/log (libmvec). Each public entry point is
+// compiled once per instruction set and picked at load time, so a build made
+// on one machine still runs on an older one.
+#include <algorithm>
+#include <cmath>
+
+#include "caffe_temperature/softmax_kernels.hpp"
+
+namespace caffe_temperature {
+
+namespace {
+
+#define CT_INLINE inline __attribute__((always_inline))
+#define CT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+// Positions processed together when inner > 1: the loops run over contiguous
+// inner positions (vectorised), and the per-position accumulators stay in L1.
+const int kStrip = 256;
+
+template <typename Dtype>
+CT_INLINE Dtype BetaAt(const BetaView<Dtype>& beta, int o, int i) {
+  return beta.data[o * beta.outer_stride + i * beta.inner_stride];
+}
+
+template <typename Dtype>
+CT_INLINE Dtype RowMax(const Dtype* x, int n) {
+  Dtype m = x[0];
+#pragma omp simd reduction(max : m)
+  for (int c = 1; c < n; ++c) m = std::max(m, x[c]);
+  return m;
+}
+
+// Strip helpers: element (c, i) of a strip starting at x is x[c * inner + i].
+template <typename Dtype>
+CT_INLINE void StripMax(const Dtype* x, int channels, int inner, int w,
+                        Dtype* m) {
+  std::copy(x, x + w, m);
+  for (int c = 1; c < channels; ++c) {
+    const Dtype* xc = x + c * inner;
+#pragma omp simd
+    for (int i = 0; i < w; ++i) m[i] = std::max(m[i], xc[i]);
+  }
+}
+
+template <typename Dtype>
+CT_INLINE void StripBeta(const BetaView<Dtype>& beta, int o, int i0, int w,
+                         Dtype* b) {
+  for (int i = 0; i < w; ++i) b[i] = BetaAt(beta, o, i0 + i);
+}
+
+// Writes e_c = exp(b (x_c - m)) to e (when e is not NULL) and returns sum e_c.
+template <typename Dtype>
+CT_INLINE Dtype RowExpSum(const Dtype* x, int n, Dtype b, Dtype m, Dtype* e) {
+  Dtype sum = 0;
+  if (e) {
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < n; ++c) {
+      e[c] = std::exp(b * (x[c] - m));
+      sum += e[c];
+    }
+  } else {
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < n; ++c) sum += std::exp(b * (x[c] - m));
+  }
+  return sum;
+}
+
+template <typename Dtype>
+CT_INLINE void StripExpSum(const Dtype* x, int channels, int inner, int w,
+                           const Dtype* b, const Dtype* m, Dtype* e,
+                           Dtype* sum) {
+  std::fill(sum, sum + w, Dtype(0));
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* xc = x + c * inner;
+    if (e) {
+      Dtype* ec = e + c * inner;
+#pragma omp simd
+      for (int i = 0; i < w; ++i) {
+        ec[i] = std::exp(b[i] * (xc[i] - m[i]));
+        sum[i] += ec[i];
+      }
+    } else {
+#pragma omp simd
+      for (int i = 0; i < w; ++i) sum[i] += std::exp(b[i] * (xc[i] - m[i]));
+    }
+  }
+}
+
+template <typename Dtype>
+CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, const Dtype* x,
+                                  const BetaView<Dtype>& beta, Dtype* y) {
+  const int C = s.channels, inner = s.inner;
+  if (inner == 1) {
+    for (int o = 0; o < s.outer; ++o) {
+      const Dtype* xo = x + o * C;
+      Dtype* yo = y + o * C;
+      const Dtype inv =
+          Dtype(1) / RowExpSum(xo, C, BetaAt(beta, o, 0), RowMax(xo, C), yo);
+#pragma omp simd
+      for (int c = 0; c < C; ++c) yo[c] *= inv;
+    }
+    return;
+  }
+  alignas(64) Dtype m[kStrip], b[kStrip], sum[kStrip];
+  for (int o = 0; o < s.outer; ++o) {
+    for (int i0 = 0; i0 < inner; i0 += kStrip) {
+      const int w = std::min(kStrip, inner - i0);
+      const Dtype* xs = x + o * C * inner + i0;
+      Dtype* ys = y + o * C * inner + i0;
+      StripMax(xs, C, inner, w, m);
+      StripBeta(beta, o, i0, w, b);
+      StripExpSum(xs, C, inner, w, b, m, ys, sum);
+      for (int i = 0; i < w; ++i) sum[i] = Dtype(1) / sum[i];
+      for (int c = 0; c < C; ++c) {
+        Dtype* yc = ys + c * inner;
+#pragma omp simd
+        for (int i = 0; i < w; ++i) yc[i] *= sum[i];
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, const Dtype* x,
+                                     const BetaView<Dtype>& beta, Dtype* log_y,
+                                     Dtype* y) {
+  const int C = s.channels, inner = s.inner;
+  if (inner == 1) {
+    for (int o = 0; o < s.outer; ++o) {
+      const Dtype* xo = x + o * C;
+      Dtype* lo = log_y + o * C;
+      Dtype* yo = y ? y + o * C : NULL;
+      const Dtype b = BetaAt(beta, o, 0), m = RowMax(xo, C);
+      const Dtype sum = RowExpSum(xo, C, b, m, yo);
+      const Dtype log_sum = std::log(sum), inv = Dtype(1) / sum;
+#pragma omp simd
+      for (int c = 0; c < C; ++c) lo[c] = b * (xo[c] - m) - log_sum;
+      if (yo) {
+#pragma omp simd
+        for (int c = 0; c < C; ++c) yo[c] *= inv;
+      }
+    }
+    return;
+  }
+  alignas(64) Dtype m[kStrip], b[kStrip], sum[kStrip], log_sum[kStrip];
+  for (int o = 0; o < s.outer; ++o) {
+    for (int i0 = 0; i0 < inner; i0 += kStrip) {
+      const int w = std::min(kStrip, inner - i0);
+      const int offset = o * C * inner + i0;
+      const Dtype* xs = x + offset;
+      Dtype* ls = log_y + offset;
+      Dtype* ys = y ? y + offset : NULL;
+      StripMax(xs, C, inner, w, m);
+      StripBeta(beta, o, i0, w, b);
+      StripExpSum(xs, C, inner, w, b, m, ys, sum);
+#pragma omp simd
+      for (int i = 0; i < w; ++i) {
+        log_sum[i] = std::log(sum[i]);
+        sum[i] = Dtype(1) / sum[i];
+      }
+      for (int c = 0; c < C; ++c) {
+        const Dtype* xc = xs + c * inner;
+        Dtype* lc = ls + c * inner;
+#pragma omp simd
+        for (int i = 0; i < w; ++i) lc[i] = b[i] * (xc[i] - m[i]) - log_sum[i];
+        if (ys) {
+          Dtype* yc = ys + c * inner;
+#pragma omp simd
+          for (int i = 0; i < w; ++i) yc[i] *= sum[i];
+        }
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+CT_INLINE void SoftmaxBackwardImpl(const SoftmaxShape& s, const Dtype* y,
+                                   const Dtype* dy,
+                                   const BetaView<Dtype>& beta, Dtype* dx) {
+  const int C = s.channels, inner = s.inner;
+  if (inner == 1) {
+    for (int o = 0; o < s.outer; ++o) {
+      const Dtype* yo = y + o * C;
+      const Dtype* dyo = dy + o * C;
+      Dtype* dxo = dx + o * C;
+      Dtype dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int c = 0; c < C; ++c) dot += dyo[c] * yo[c];
+      const Dtype b = BetaAt(beta, o, 0);
+#pragma omp simd
+      for (int c = 0; c < C; ++c) dxo[c] = b * yo[c] * (dyo[c] - dot);
+    }
+    return;
+  }
+  alignas(64) Dtype b[kStrip], dot[kStrip];
+  for (int o = 0; o < s.outer; ++o) {
+    for (int i0 = 0; i0 < inner; i0 += kStrip) {
+      const int w = std::min(kStrip, inner - i0);
+      const int offset = o * C * inner + i0;
+      StripBeta(beta, o, i0, w, b);
+      std::fill(dot, dot + w, Dtype(0));
+      for (int c = 0; c < C; ++c) {
+        const Dtype* yc = y + offset + c * inner;
+        const Dtype* dyc = dy + offset + c * inner;
+#pragma omp simd
+        for (int i = 0; i < w; ++i) dot[i] += dyc[i] * yc[i];
+      }
+      for (int c = 0; c < C; ++c) {
+        const Dtype* yc = y + offset + c * inner;
+        const Dtype* dyc = dy + offset + c * inner;
+        Dtype* dxc = dx + offset + c * inner;
+#pragma omp simd
+        for (int i = 0; i < w; ++i) dxc[i] = b[i] * yc[i] * (dyc[i] - dot[i]);
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, const Dtype* x,
+                                       const Dtype* y, const Dtype* dy,
+                                       Dtype* g) {
+  const int C = s.channels, inner = s.inner;
+  // sum_c dy_c y_c (x_c - E_y[x]) = sum_c dy_c y_c x_c - (sum_c dy_c y_c) E_y[x]
+  if (inner == 1) {
+    for (int o = 0; o < s.outer; ++o) {
+      const Dtype* xo = x + o * C;
+      const Dtype* yo = y + o * C;
+      const Dtype* dyo = dy + o * C;
+      Dtype mean = 0, dot = 0, dot_x = 0;
+#pragma omp simd reduction(+ : mean, dot, dot_x)
+      for (int c = 0; c < C; ++c) {
+        mean += yo[c] * xo[c];
+        dot += dyo[c] * yo[c];
+        dot_x += dyo[c] * yo[c] * xo[c];
+      }
+      g[o] = dot_x - dot * mean;
+    }
+    return;
+  }
+  alignas(64) Dtype mean[kStrip], dot[kStrip], dot_x[kStrip];
+  for (int o = 0; o < s.outer; ++o) {
+    for (int i0 = 0; i0 < inner; i0 += kStrip) {
+      const int w = std::min(kStrip, inner - i0);
+      const int offset = o * C * inner + i0;
+      std::fill(mean, mean + w, Dtype(0));
+      std::fill(dot, dot + w, Dtype(0));
+      std::fill(dot_x, dot_x + w, Dtype(0));
+      for (int c = 0; c < C; ++c) {
+        const Dtype* xc = x + offset + c * inner;
+        const Dtype* yc = y + offset + c * inner;
+        const Dtype* dyc = dy + offset + c * inner;
+#pragma omp simd
+        for (int i = 0; i < w; ++i) {
+          mean[i] += yc[i] * xc[i];
+          dot[i] += dyc[i] * yc[i];
+          dot_x[i] += dyc[i] * yc[i] * xc[i];
+        }
+      }
+      Dtype* go = g + o * inner + i0;
+#pragma omp simd
+      for (int i = 0; i < w; ++i) go[i] = dot_x[i] - dot[i] * mean[i];
+    }
+  }
+}
+
+// One target_clones wrapper per entry point and type: the always-inline
+// bodies above are compiled into each clone with that clone's vector ISA.
+#define CT_DEFINE_CLONES(Dtype)                                               \
+  CT_CLONES void SoftmaxForwardClone(const SoftmaxShape& s, const Dtype* x,   \
+                                     const BetaView<Dtype>& beta, Dtype* y) { \
+    SoftmaxForwardImpl(s, x, beta, y);                                        \
+  }                                                                           \
+  CT_CLONES void LogSoftmaxForwardClone(const SoftmaxShape& s, const Dtype* x,\
+                                        const BetaView<Dtype>& beta,          \
+                                        Dtype* log_y, Dtype* y) {             \
+    LogSoftmaxForwardImpl(s, x, beta, log_y, y);                              \
+  }                                                                           \
+  CT_CLONES void SoftmaxBackwardClone(const SoftmaxShape& s, const Dtype* y,  \
+                                      const Dtype* dy,                        \
+                                      const BetaView<Dtype>& beta,            \
+                                      Dtype* dx) {                            \
+    SoftmaxBackwardImpl(s, y, dy, beta, dx);                                  \
+  }                                                                           \
+  CT_CLONES void SoftmaxBetaGradientClone(const SoftmaxShape& s,              \
+                                          const Dtype* x, const Dtype* y,     \
+                                          const Dtype* dy, Dtype* g) {        \
+    SoftmaxBetaGradientImpl(s, x, y, dy, g);                                  \
+  }
+
+CT_DEFINE_CLONES(float)
+CT_DEFINE_CLONES(double)
+
+}  // namespace
+
+template <typename Dtype>
+void SoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
+                       const BetaView<Dtype>& beta, Dtype* y) {
+  SoftmaxForwardClone(shape, x, beta, y);
+}
+
+template <typename Dtype>
+void LogSoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
+                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
+  LogSoftmaxForwardClone(shape, x, beta, log_y, y);
+}
+
+template <typename Dtype>
+void SoftmaxBackwardCPU(const SoftmaxShape& shape, const Dtype* y,
+                        const Dtype* dy, const BetaView<Dtype>& beta,
+                        Dtype* dx) {
+  SoftmaxBackwardClone(shape, y, dy, beta, dx);
+}
+
+template <typename Dtype>
+void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
+                            const Dtype* y, const Dtype* dy,
+                            Dtype* position_grad) {
+  SoftmaxBetaGradientClone(shape, x, y, dy, position_grad);
+}
+
+#define CT_INSTANTIATE_KERNELS(Dtype)                                         \
+  template void SoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,   \
+                                         const BetaView<Dtype>&, Dtype*);     \
+  template void LogSoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,\
+                                            const BetaView<Dtype>&, Dtype*,   \
+                                            Dtype*);                          \
+  template void SoftmaxBackwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,  \
+                                          const Dtype*,                       \
+                                          const BetaView<Dtype>&, Dtype*);    \
+  template void SoftmaxBetaGradientCPU<Dtype>(const SoftmaxShape&,            \
+                                              const Dtype*, const Dtype*,     \
+                                              const Dtype*, Dtype*);
+
+CT_INSTANTIATE_KERNELS(float)
+CT_INSTANTIATE_KERNELS(double)
+
+}  // namespace caffe_temperature

@@ -1,0 +1,113 @@
+#include <vector>
+
+#include "caffe/layer_factory.hpp"
+#include "caffe/util/math_functions.hpp"
+#include "caffe_temperature/layer_params.hpp"
+#include "caffe_temperature/temperature_softmax_layer.hpp"
+
+namespace caffe {
+
+using caffe_temperature::BetaView;
+
+template <typename Dtype>
+void TemperatureSoftmaxLayer<Dtype>::LayerSetUp(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  constant_beta_.Reshape(vector<int>(1, 1));
+  constant_beta_.mutable_cpu_data()[0] =
+      static_cast<Dtype>(caffe_temperature::ReadInverseTemperature(
+          this->layer_param_));
+  // The beta gradient needs x, which an in-place layer overwrites with y.
+  const bool beta_grad_declared_off =
+      this->layer_param_.propagate_down_size() == 2 &&
+      !this->layer_param_.propagate_down(1);
+  CHECK(bottom.size() == 1 || top[0] != bottom[0] || beta_grad_declared_off)
+      << type() << " layer '" << this->layer_param_.name() << "' runs in "
+      << "place with beta as bottom[1]: the gradient to beta needs the input, "
+      << "which in-place computation overwrites. Give the top its own name, "
+      << "or declare that beta takes no gradient with "
+      << "'propagate_down: true propagate_down: false'.";
+}
+
+template <typename Dtype>
+void TemperatureSoftmaxLayer<Dtype>::Reshape(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  const int axis = bottom[0]->CanonicalAxisIndex(
+      this->layer_param_.softmax_param().axis());
+  shape_.outer = bottom[0]->count(0, axis);
+  shape_.channels = bottom[0]->shape(axis);
+  shape_.inner = bottom[0]->count(axis + 1);
+  top[0]->ReshapeLike(*bottom[0]);
+  if (bottom.size() < 2) return;
+  const int n = bottom[1]->count();
+  CHECK(n == 1 || n == shape_.outer || n == shape_.positions())
+      << type() << " layer '" << this->layer_param_.name() << "': beta "
+      << "(bottom[1]) has " << n << " values; expected 1 (shared), "
+      << shape_.outer << " (one per sample) or " << shape_.positions()
+      << " (one per position) for input shape " << bottom[0]->shape_string()
+      << " and softmax axis " << axis;
+  position_grad_.Reshape(vector<int>(1, shape_.positions()));
+  ones_.Reshape(vector<int>(1, shape_.positions() / n));
+  caffe_set(ones_.count(), Dtype(1), ones_.mutable_cpu_data());
+}
+
+template <typename Dtype>
+BetaView<Dtype> TemperatureSoftmaxLayer<Dtype>::Beta(
+    const vector<Blob<Dtype>*>& bottom, bool gpu) {
+  BetaView<Dtype> view = {NULL, 0, 0};
+  if (bottom.size() < 2) {
+    view.data = gpu ? constant_beta_.gpu_data() : constant_beta_.cpu_data();
+    return view;
+  }
+  const Blob<Dtype>& beta = *bottom[1];
+  // Validated on the host on both paths: a bad beta must stop the net
+  // instead of turning every probability into NaN.
+  caffe_temperature::CheckInverseTemperatures(this->layer_param_,
+                                              beta.cpu_data(), beta.count());
+  view.data = gpu ? beta.gpu_data() : beta.cpu_data();
+  if (beta.count() == shape_.positions()) {
+    view.outer_stride = shape_.inner;
+    view.inner_stride = 1;
+  } else if (beta.count() == shape_.outer) {
+    view.outer_stride = 1;
+  }
+  return view;
+}
+
+template <typename Dtype>
+void TemperatureSoftmaxLayer<Dtype>::Forward_cpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  caffe_temperature::SoftmaxForwardCPU(shape_, bottom[0]->cpu_data(),
+                                       Beta(bottom, false),
+                                       top[0]->mutable_cpu_data());
+}
+
+template <typename Dtype>
+void TemperatureSoftmaxLayer<Dtype>::Backward_cpu(
+    const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+    const vector<Blob<Dtype>*>& bottom) {
+  const Dtype* y = top[0]->cpu_data();
+  const Dtype* dy = top[0]->cpu_diff();
+  if (bottom.size() > 1 && propagate_down[1]) {
+    caffe_temperature::SoftmaxBetaGradientCPU(
+        shape_, bottom[0]->cpu_data(), y, dy,
+        position_grad_.mutable_cpu_data());
+    // Positions sharing one beta element are contiguous: a row sum.
+    caffe_cpu_gemv<Dtype>(CblasNoTrans, bottom[1]->count(), ones_.count(),
+                          Dtype(1), position_grad_.cpu_data(),
+                          ones_.cpu_data(), Dtype(0),
+                          bottom[1]->mutable_cpu_diff());
+  }
+  if (propagate_down[0]) {
+    caffe_temperature::SoftmaxBackwardCPU(shape_, y, dy, Beta(bottom, false),
+                                          bottom[0]->mutable_cpu_diff());
+  }
+}
+
+#ifdef CPU_ONLY
+STUB_GPU(TemperatureSoftmaxLayer);
+#endif
+
+INSTANTIATE_CLASS(TemperatureSoftmaxLayer);
+REGISTER_LAYER_CLASS(TemperatureSoftmax);
+
+}  // namespace caffe
