@@ -125,10 +125,13 @@ build_caffe() {
     || { tail -30 "$build/configure.log" >&2; die "configuring Caffe failed (log: $build/configure.log)"; }
   log "building Caffe with $JOBS jobs (about 2 minutes on 2 cores)"
   # make's [ NN%] lines are the progress display.
-  cmake --build "$build" -j "$JOBS" 2>&1 | tee "$build/build.log" | grep --line-buffered -E '^\[ *[0-9]+%\]' | \
-    awk '{ if ($2 != last) { printf "\r[setup] caffe %s", $1 $2; fflush(); last = $2 } } END { print "" }' >&2 \
-    || true
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || { tail -30 "$build/build.log" >&2; die "building Caffe failed (log: $build/build.log)"; }
+  if ! cmake --build "$build" -j "$JOBS" 2>&1 | tee "$build/build.log" | grep --line-buffered -E '^\[ *[0-9]+%\]' | \
+    awk '{ match($0, /[0-9]+%/); p = substr($0, RSTART, RLENGTH)
+           if (p != last) { printf "\r[setup] building caffe %s", p; fflush(); last = p } } END { print "" }' >&2
+  then
+    tail -30 "$build/build.log" >&2
+    die "building Caffe failed (log: $build/build.log)"
+  fi
   cmake --install "$build" >"$build/install.log" 2>&1 || die "installing Caffe failed (log: $build/install.log)"
   log "Caffe installed at $CAFFE_PREFIX"
 }
@@ -152,11 +155,7 @@ main() {
     caffe_dir=$CAFFE_PREFIX/share/Caffe
   fi
   build_plugin "$caffe_dir"
-  # Read by scripts/env.sh so later commands find the same Caffe and venv.
-  cat > "$BUILD_DIR/setup.env" <<ENV
-CAFFE_TEMPERATURE_VENV=$VENV
-CAFFE_DIR=$caffe_dir
-ENV
+  log "done; use it from a shell with: source $BUILD_DIR/env.sh"
 }
 
 main "$@"
