@@ -1,0 +1,106 @@
+"""The plugin as users get it: import, install tree, build-tree Caffe, refusals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CACHE, REPO
+
+
+@pytest.fixture(scope="module")
+def build_dir(caffe) -> Path:
+    import caffe_temperature
+
+    return caffe_temperature.plugin_path().parent.parent
+
+
+def run_python(code: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_import_registers_every_built_layer(caffe):
+    import caffe_temperature
+
+    types = caffe_temperature.layer_types()
+    assert "TemperatureSoftmax" in types
+    assert set(types) <= set(caffe.layer_type_list())
+
+
+def test_loading_twice_is_harmless(caffe):
+    import caffe_temperature
+
+    before = caffe_temperature.layer_types()
+    caffe_temperature.load_plugin()
+    assert caffe_temperature.layer_types() == before
+
+
+def test_missing_library_says_how_to_build(tmp_path):
+    result = run_python("import caffe_temperature", {"CAFFE_TEMPERATURE_LIBRARY": str(tmp_path / "nope.so")})
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr and "scripts/setup.sh" in result.stderr
+
+
+def test_refuses_a_process_with_another_libcaffe(build_dir, tmp_path):
+    import json
+
+    built_with = Path(json.loads((build_dir / "lib" / "caffe_temperature_build.json").read_text())["caffe_library"])
+    impostor = tmp_path / built_with.resolve().name
+    shutil.copy(built_with.resolve(), impostor)
+    result = run_python(f"import ctypes; ctypes.CDLL({str(impostor)!r}); import caffe_temperature")
+    assert result.returncode != 0
+    assert "was built against" in result.stderr and str(impostor) in result.stderr
+
+
+def test_installed_package_loads_the_plugin_next_to_it(build_dir, tmp_path):
+    subprocess.run(["cmake", "--install", str(build_dir), "--prefix", str(tmp_path)], check=True,
+                   capture_output=True, timeout=120)
+    site = next(tmp_path.glob("lib/python*/site-packages"))
+    pycaffe = os.environ["PYTHONPATH"].split(os.pathsep)[0]
+    result = run_python(
+        "import caffe_temperature as ct; print(ct.plugin_path()); print(ct.layer_types())",
+        {"PYTHONPATH": os.pathsep.join([str(site), pycaffe])},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == str(site / "caffe_temperature" / "libcaffe_temperature.so")
+    assert "TemperatureSoftmax" in result.stdout
+    assert (tmp_path / "lib" / "cmake" / "CaffeTemperature" / "CaffeTemperatureConfig.cmake").is_file()
+
+
+def test_configures_against_a_caffe_build_tree(tmp_path):
+    """A build tree's CaffeConfig lacks the generated caffe.pb.h directory."""
+    trees = sorted((CACHE / "build").glob("caffe-*/CaffeConfig.cmake"))
+    if not trees:
+        pytest.skip("no Caffe build tree in the cache (Caffe came from Caffe_DIR)")
+    result = subprocess.run(
+        ["cmake", "-S", str(REPO), "-B", str(tmp_path / "b"), f"-DCaffe_DIR={trees[0].parent}",
+         f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    cache = (tmp_path / "b" / "CMakeCache.txt").read_text()
+    assert f"CAFFE_PROTO_INCLUDE_DIR:PATH={trees[0].parent}/include" in cache
+
+
+def test_native_upgrades_a_v1_net(caffe):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    import caffe_temperature._native as native
+
+    legacy = text_format.Parse(
+        'name: "old" input: "data" input_dim: 1 input_dim: 3 input_dim: 1 input_dim: 1 '
+        'layers { name: "prob" type: SOFTMAX bottom: "data" top: "prob" }',
+        caffe_pb2.NetParameter(),
+    )
+    upgraded_bytes, upgraded = native.upgrade_net(legacy.SerializeToString(), "old")
+    net = caffe_pb2.NetParameter.FromString(upgraded_bytes)
+    assert upgraded
+    assert [(layer.type, layer.name) for layer in net.layer] == [("Input", "input"), ("Softmax", "prob")]
+    assert not net.layers and not net.input
