@@ -1,0 +1,629 @@
+"""Give a deploy net's Softmax a temperature with stock Caffe layers.
+
+``add_temperature.py deploy.prototxt --T 40`` writes a net whose probabilities
+are ``softmax(logits / 40)``: a scalar ``Scale`` layer with the constant
+1/T and frozen parameters is put in front of every ``Softmax`` (or of those
+named with ``--layer``). Every other layer, the layer order and all names are
+kept, so the result runs on any Caffe. ``--fused`` uses the plugin's
+``TemperatureSoftmax`` instead of Scale + Softmax.
+
+The rewrite is idempotent in T: run on its own output it changes the stored
+1/T instead of stacking a second Scale, and ``--T 1`` removes the Scale.
+Loss layers (``SoftmaxWithLoss`` and the like) are never touched: they take
+logits, and a temperature belongs to the deploy net's Softmax.
+
+The module works on ``caffe_pb2.NetParameter`` messages through protobuf's
+``text_format``; ``add_temperature()`` is the pure rewrite, ``main()`` the
+command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence, TextIO
+
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+
+PROG = "add_temperature.py"
+SOFTMAX = "Softmax"
+FUSED = "TemperatureSoftmax"
+SCALE = "Scale"
+NAME_SUFFIX = "_temperature"
+EXIT_ERROR = 2
+EXIT_IO_ERROR = 1
+
+DESCRIPTION = """\
+Give a deploy net's Softmax a temperature T: its output becomes softmax(logits / T).
+Inserts a frozen scalar Scale(1/T) in front of each Softmax (stock layers only, so
+the net runs on any Caffe); loss layers are never touched. Re-running on the output
+changes T; --T 1 removes the Scale."""
+
+EPILOG = """\
+example:
+  %(prog)s models/bvlc_alexnet/deploy.prototxt --T 40 -o deploy_T40.prototxt
+
+  puts 'Scale' layer "prob_temperature" (1/T = 0.025, frozen) in front of the
+  Softmax "prob", whose output becomes softmax(fc8 / 40). Run it again on
+  deploy_T40.prototxt to change T; --T 1 removes the Scale again.
+
+  %(prog)s deploy_T40.prototxt --T 20 --in-place \\
+      --weights T40.caffemodel --weights-out T20.caffemodel
+
+  also updates the 1/T a saved model may store for the Scale layer (Caffe loads
+  stored blobs over the prototxt's filler).
+
+exit status: 0 on success, 2 for bad arguments or input (nothing is written),
+1 when a file cannot be written.
+"""
+
+
+class ToolError(Exception):
+    """A problem with the input or the arguments: reported on one line, exit status 2."""
+
+
+class WriteError(Exception):
+    """An output file cannot be written: exit status 1 (no half-written file is left)."""
+
+
+# --------------------------------------------------------------------------
+# Reading and parsing
+
+
+def parse_temperature(text: str) -> float:
+    """argparse type for --T: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"T must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"T must be finite and > 0, got {text!r}")
+    return value
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """The prototxt as text; a file that is not UTF-8 is a one-line error with line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ToolError(f"{source}:{line}:{column}: not UTF-8 text (byte 0x{data[err.start]:02x})") from None
+
+
+def parse_net(text: str, source: str) -> caffe_pb2.NetParameter:
+    """Parse prototxt text; a syntax error becomes ``source:line:column: message`` on one line."""
+    net = caffe_pb2.NetParameter()
+    try:
+        text_format.Parse(text, net)
+    except text_format.ParseError as err:
+        raise ToolError(format_parse_error(err, source)) from None
+    return net
+
+
+def format_parse_error(err: text_format.ParseError, source: str) -> str:
+    line, column = err.GetLine(), err.GetColumn()
+    message = " ".join(str(err).split())
+    prefix = f"{line}:{column} : "
+    if message.startswith(prefix):
+        message = message[len(prefix):]
+    where = f"{line}:{column}" if line is not None else "?:?"
+    return f"{source}:{where}: cannot parse as a Caffe net: {message}"
+
+
+def is_legacy(net: caffe_pb2.NetParameter) -> bool:
+    """V0/V1 nets keep their layers in the deprecated ``layers`` field."""
+    return len(net.layers) > 0
+
+
+def upgrade_legacy(net: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:
+    """Run Caffe's own upgrader (through the plugin's _native module) on a V0/V1 net."""
+    from caffe_temperature import _native  # loads the plugin; only legacy nets need it
+
+    try:
+        serialized, _ = _native.upgrade_net(net.SerializeToString(), source)
+    except ValueError as err:
+        raise ToolError(f"{source}: {err}") from None
+    upgraded = caffe_pb2.NetParameter()
+    upgraded.ParseFromString(serialized)
+    return upgraded
+
+
+# --------------------------------------------------------------------------
+# The rewrite
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """The rewritten net and what happened to its temperature Scale layers."""
+
+    net: caffe_pb2.NetParameter
+    # Every temperature Scale layer of the input or the output, by name:
+    # its 1/T in the output, or None where the rewrite removed it.
+    scales: dict[str, float | None] = field(default_factory=dict)
+    # Scale layers of the input whose 1/T changed (a saved model may hold the old one).
+    retuned: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def inverse_temperature(temperature: float) -> float:
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ToolError(f"T must be finite and > 0, got {temperature!r}")
+    return 1.0 / temperature
+
+
+def is_loss(layer: caffe_pb2.LayerParameter) -> bool:
+    return layer.type.endswith("Loss")
+
+
+def is_softmax(layer: caffe_pb2.LayerParameter) -> bool:
+    """A layer whose temperature the tool sets: Softmax, or a TemperatureSoftmax with a constant beta."""
+    return layer.type == SOFTMAX or (layer.type == FUSED and len(layer.bottom) == 1)
+
+
+def is_temperature_scale(layer: caffe_pb2.LayerParameter) -> bool:
+    """A frozen scalar Scale with a constant factor: the shape the tool inserts."""
+    if layer.type != SCALE or len(layer.bottom) != 1 or len(layer.top) != 1:
+        return False
+    param = layer.scale_param
+    frozen = len(layer.param) > 0 and all(p.lr_mult == 0 for p in layer.param)
+    return (
+        param.HasField("num_axes")
+        and param.num_axes == 0
+        and not param.bias_term
+        and param.filler.type == "constant"
+        and frozen
+    )
+
+
+def mentions(layer: caffe_pb2.LayerParameter, blob: str) -> bool:
+    return blob in layer.bottom or blob in layer.top
+
+
+def producer_index(layers: Sequence[caffe_pb2.LayerParameter], before: int, blob: str) -> int | None:
+    """The last layer before ``before`` that writes ``blob``."""
+    for index in range(before - 1, -1, -1):
+        if blob in layers[index].top:
+            return index
+    return None
+
+
+def own_scale_index(net: caffe_pb2.NetParameter, softmax_index: int) -> int | None:
+    """The temperature Scale an earlier run put in front of this Softmax, if any.
+
+    Either a Scale that writes a blob of its own that only this Softmax reads,
+    or, for an in-place Softmax, an in-place Scale on the same blob that no
+    layer in between touches.
+    """
+    layers = net.layer
+    softmax = layers[softmax_index]
+    blob = softmax.bottom[0]
+    index = producer_index(layers, softmax_index, blob)
+    if index is None or not is_temperature_scale(layers[index]):
+        return None
+    scale = layers[index]
+    if scale.bottom[0] == scale.top[0]:
+        in_place = softmax.top[0] == blob
+        untouched = not any(mentions(layers[k], blob) for k in range(index + 1, softmax_index))
+        return index if in_place and untouched else None
+    others = (layer for k, layer in enumerate(layers) if k not in (index, softmax_index))
+    private = blob not in net.input and not any(mentions(layer, blob) for layer in others)
+    return index if private else None
+
+
+def all_names(net: caffe_pb2.NetParameter) -> set[str]:
+    """Layer and blob names in use (new layers take one name for the layer and its top)."""
+    names = set(net.input)
+    for layer in net.layer:
+        names.add(layer.name)
+        names.update(layer.bottom)
+        names.update(layer.top)
+    return names
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    name, counter = base, 0
+    while name in taken:
+        counter += 1
+        name = f"{base}_{counter}"
+    taken.add(name)
+    return name
+
+
+def select_targets(net: caffe_pb2.NetParameter, names: Sequence[str], source: str) -> list[int]:
+    """Indices of the Softmax layers to rewrite: all of them, or those named."""
+    for name in names:
+        check_named_layer(net, name, source)
+    targets = [i for i, layer in enumerate(net.layer) if is_softmax(layer) and (not names or layer.name in names)]
+    if not targets:
+        raise ToolError(no_softmax_message(net, source))
+    for index in targets:
+        layer = net.layer[index]
+        if len(layer.bottom) != 1 or len(layer.top) != 1:
+            raise ToolError(f"{source}: {layer.type} {layer.name!r} needs exactly one bottom and one top")
+    return targets
+
+
+def check_named_layer(net: caffe_pb2.NetParameter, name: str, source: str) -> None:
+    """A --layer name must name at least one Softmax (layers of other types may share the name)."""
+    matches = [layer for layer in net.layer if layer.name == name]
+    softmaxes = ", ".join(repr(layer.name) for layer in net.layer if is_softmax(layer)) or "none"
+    if not matches:
+        raise ToolError(f"{source}: no layer named {name!r} (Softmax layers: {softmaxes})")
+    if any(is_softmax(layer) for layer in matches):
+        return
+    layer = matches[0]
+    if is_loss(layer):
+        raise ToolError(
+            f"{source}: layer {name!r} is a {layer.type} loss layer; loss layers take logits and are "
+            "never touched: temperature belongs in the deploy net's Softmax"
+        )
+    if layer.type == FUSED:
+        raise ToolError(f"{source}: layer {name!r} takes its beta from bottom[1]; its temperature is not a constant")
+    raise ToolError(f"{source}: layer {name!r} is a {layer.type} layer, not a Softmax (Softmax layers: {softmaxes})")
+
+
+def no_softmax_message(net: caffe_pb2.NetParameter, source: str) -> str:
+    losses = [f"{layer.type} {layer.name!r}" for layer in net.layer if is_loss(layer)]
+    if losses:
+        return (
+            f"{source} has loss layers ({', '.join(losses)}) but no Softmax. Loss layers take logits and are "
+            "never touched: temperature belongs in the deploy net, in front of the Softmax that turns logits "
+            "into probabilities. Run this on the deploy prototxt."
+        )
+    return f"{source} has no Softmax layer, so there is nothing to give a temperature"
+
+
+def set_beta(param: caffe_pb2.ScaleParameter, beta: float) -> None:
+    param.filler.type = "constant"
+    param.filler.value = beta
+
+
+def make_scale(softmax: caffe_pb2.LayerParameter, name: str, top: str, beta: float) -> caffe_pb2.LayerParameter:
+    """A frozen scalar Scale(beta) that runs in the same phases as ``softmax``."""
+    scale = caffe_pb2.LayerParameter(name=name, type=SCALE)
+    scale.bottom.append(softmax.bottom[0])
+    scale.top.append(top)
+    if softmax.HasField("phase"):
+        scale.phase = softmax.phase
+    scale.include.extend(softmax.include)
+    scale.exclude.extend(softmax.exclude)
+    scale.param.add(lr_mult=0, decay_mult=0)
+    scale.scale_param.num_axes = 0
+    scale.scale_param.bias_term = False
+    set_beta(scale.scale_param, beta)
+    return scale
+
+
+def as_plain_softmax(layer: caffe_pb2.LayerParameter) -> None:
+    layer.type = SOFTMAX
+    layer.ClearField("scale_param")
+
+
+def as_fused(layer: caffe_pb2.LayerParameter, beta: float) -> None:
+    layer.type = FUSED
+    layer.ClearField("scale_param")
+    set_beta(layer.scale_param, beta)
+
+
+@dataclass
+class Plan:
+    """Per layer index: Scale layers to drop, and new Scale layers to put in front."""
+
+    drop: set[int] = field(default_factory=set)
+    insert: dict[int, caffe_pb2.LayerParameter] = field(default_factory=dict)
+    scales: dict[str, float | None] = field(default_factory=dict)
+    retuned: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_softmax(
+    net: caffe_pb2.NetParameter, index: int, beta: float, fused: bool, taken: set[str], plan: Plan
+) -> None:
+    """Rewrite the Softmax at ``index`` (in ``net``, a working copy) and record the Scale changes."""
+    softmax = net.layer[index]
+    own = own_scale_index(net, index)
+    keep_scale = beta != 1.0 and not fused
+    if own is not None:
+        scale = net.layer[own]
+        if keep_scale:
+            old = scale.scale_param.filler.value
+            set_beta(scale.scale_param, beta)
+            plan.scales[scale.name] = scale.scale_param.filler.value
+            if plan.scales[scale.name] != old:
+                plan.retuned.append(scale.name)
+            plan.notes.append(f"Softmax {softmax.name!r}: Scale {scale.name!r} 1/T {old:g} -> {beta:g}")
+        else:
+            plan.drop.add(own)
+            plan.scales[scale.name] = None
+            softmax.bottom[0] = scale.bottom[0]
+            plan.notes.append(f"Softmax {softmax.name!r}: removed Scale {scale.name!r}")
+    elif keep_scale:
+        in_place = softmax.top[0] == softmax.bottom[0]
+        name = unique_name((softmax.name or "softmax") + NAME_SUFFIX, taken)
+        scale = make_scale(softmax, name, softmax.bottom[0] if in_place else name, beta)
+        plan.insert[index] = scale
+        plan.scales[name] = scale.scale_param.filler.value
+        if not in_place:
+            softmax.bottom[0] = name
+        plan.notes.append(f"Softmax {softmax.name!r}: inserted Scale {name!r} (1/T = {beta:g})")
+    if fused and beta != 1.0:
+        as_fused(softmax, beta)
+        plan.notes.append(f"Softmax {softmax.name!r}: now {FUSED} with beta = 1/T = {beta:g}")
+    else:
+        as_plain_softmax(softmax)
+
+
+def add_temperature(
+    net: caffe_pb2.NetParameter,
+    temperature: float,
+    layer_names: Sequence[str] = (),
+    fused: bool = False,
+    source: str = "<net>",
+) -> Rewrite:
+    """The net with softmax(logits / temperature) at each targeted Softmax; ``net`` is not changed.
+
+    T = 1 leaves plain Softmax layers (removing a temperature an earlier run added).
+    """
+    beta = inverse_temperature(temperature)
+    work = caffe_pb2.NetParameter()
+    work.CopyFrom(net)
+    taken = all_names(work)
+    plan = Plan()
+    for index in select_targets(work, layer_names, source):
+        plan_softmax(work, index, beta, fused, taken, plan)
+    result = caffe_pb2.NetParameter()
+    result.CopyFrom(work)
+    del result.layer[:]
+    for index, layer in enumerate(work.layer):
+        if index in plan.insert:
+            result.layer.append(plan.insert[index])
+        if index not in plan.drop:
+            result.layer.append(layer)
+    losses = [layer.name for layer in work.layer if is_loss(layer)]
+    if losses:
+        plan.notes.append(f"loss layers left as they are (they take logits): {', '.join(map(repr, losses))}")
+    return Rewrite(net=result, scales=plan.scales, retuned=tuple(plan.retuned), notes=tuple(plan.notes))
+
+
+def render(net: caffe_pb2.NetParameter) -> str:
+    return text_format.MessageToString(net)
+
+
+# --------------------------------------------------------------------------
+# Saved weights
+
+
+def read_weights(path: Path) -> caffe_pb2.NetParameter:
+    weights = caffe_pb2.NetParameter()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ToolError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        weights.ParseFromString(data)
+    except DecodeError as err:
+        raise ToolError(f"{path}: not a binary caffemodel (caffe.NetParameter): {err}") from None
+    return weights
+
+
+def stored_layers(weights: caffe_pb2.NetParameter, name: str) -> Iterator[caffe_pb2.LayerParameter]:
+    """Layers of a saved model (current or V1 format) called ``name`` that hold blobs."""
+    for layer in [*weights.layer, *weights.layers]:
+        if layer.name == name and len(layer.blobs) > 0:
+            yield layer
+
+
+def blob_count(blob: caffe_pb2.BlobProto) -> int:
+    if blob.HasField("shape"):
+        return math.prod(blob.shape.dim)
+    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+        return blob.num * blob.channels * blob.height * blob.width
+    return max(len(blob.data), len(blob.double_data))
+
+
+def stored_beta(layer: caffe_pb2.LayerParameter, path: Path) -> float:
+    blob = layer.blobs[0]
+    values = list(blob.double_data) or list(blob.data)
+    if len(layer.blobs) != 1 or blob_count(blob) != 1 or len(values) != 1:
+        raise ToolError(
+            f"{path}: layer {layer.name!r} stores {len(layer.blobs)} blob(s) of {blob_count(blob)} value(s), not the "
+            "one scalar of a temperature Scale; refusing to guess which temperature wins. Rename that layer "
+            "in the model, or load it with a net whose layer names differ."
+        )
+    return values[0]
+
+
+def store_beta(layer: caffe_pb2.LayerParameter, beta: float) -> None:
+    blob = layer.blobs[0]
+    if len(blob.double_data):
+        blob.double_data[0] = beta
+    else:
+        blob.data[0] = beta
+
+
+def reconcile_weights(path: Path, scales: dict[str, float | None], update: bool) -> tuple[bytes, list[str]]:
+    """Check (and, with ``update``, fix) the 1/T a saved model stores for the temperature Scales.
+
+    Returns the model to write and notes. A stored 1/T that differs from the new one
+    would override the prototxt's filler when Caffe loads the model: without
+    ``update`` that is an error.
+    """
+    weights = read_weights(path)
+    notes: list[str] = []
+    for name, beta in scales.items():
+        for layer in stored_layers(weights, name):
+            old = stored_beta(layer, path)
+            if beta is None:
+                del layer.blobs[:]
+                notes.append(f"{path}: dropped the stored 1/T = {old:g} of removed Scale {name!r}")
+            elif old != beta:
+                if not update:
+                    raise ToolError(
+                        f"{path} stores 1/T = {old:g} (T = {1 / old if old else math.inf:g}) for Scale {name!r}; "
+                        f"loaded with the new net it would override 1/T = {beta:g}. "
+                        "Pass --weights-out OUT.caffemodel to write a copy with the new value."
+                    )
+                store_beta(layer, beta)
+                notes.append(f"{path}: Scale {name!r} stored 1/T {old:g} -> {beta:g}")
+    return weights.SerializeToString(), notes
+
+
+# --------------------------------------------------------------------------
+# Writing
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same directory and os.replace it over ``path``.
+
+    A symlink is followed, an existing file keeps its permissions.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        write_replacing(target, data)
+    except OSError as err:
+        raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def write_replacing(target: Path, data: bytes) -> None:
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~current_umask()
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prototxt", type=Path, help="the net to rewrite (deploy prototxt; '-' reads stdin)")
+    parser.add_argument("--T", dest="temperature", type=parse_temperature, required=True, metavar="T",
+                        help="the temperature, finite and > 0 (1 removes it)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the net here (default: stdout)")
+    out.add_argument("--in-place", action="store_true", help="rewrite PROTOTXT, keeping the original as PROTOTXT.bak")
+    parser.add_argument("--layer", action="append", default=[], metavar="NAME",
+                        help="only this Softmax layer (repeatable; default: every Softmax)")
+    parser.add_argument("--fused", action="store_true",
+                        help="use the plugin's TemperatureSoftmax layer instead of Scale + Softmax")
+    parser.add_argument("--weights", type=Path, metavar="IN.caffemodel",
+                        help="a saved model for this net: refuse if it stores a different 1/T for the Scale")
+    parser.add_argument("--weights-out", type=Path, metavar="OUT.caffemodel",
+                        help="write a copy of --weights with the stored 1/T updated")
+    return parser
+
+
+def check_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    stdin = str(args.prototxt) == "-"
+    if args.in_place and stdin:
+        parser.error("--in-place needs a file, not stdin")
+    if args.weights_out is not None and args.weights is None:
+        parser.error("--weights-out needs --weights")
+    if args.output is not None and not stdin and same_file(args.output, args.prototxt):
+        parser.error("-o names the input file; use --in-place to rewrite it (it keeps a .bak)")
+    if args.weights_out is not None and same_file(args.weights_out, args.weights):
+        parser.error("--weights-out names the --weights file; write the updated model to a new file")
+
+
+def read_input(path: Path, stdin: TextIO) -> tuple[bytes, str]:
+    if str(path) == "-":
+        return stdin.buffer.read(), "<stdin>"
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as err:
+        raise ToolError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    data, source = read_input(args.prototxt, stdin)
+    net = parse_net(decode_text(data, source), source)
+    if is_legacy(net):
+        net = upgrade_legacy(net, source)
+        print(f"{PROG}: {source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first",
+              file=stderr)
+    rewrite = add_temperature(net, args.temperature, args.layer, args.fused, source)
+    notes = list(rewrite.notes)
+    weights: bytes | None = None
+    if args.weights is not None:
+        weights, weight_notes = reconcile_weights(args.weights, rewrite.scales, args.weights_out is not None)
+        notes.extend(weight_notes)
+    elif rewrite.retuned:
+        notes.append(f"a .caffemodel saved with Scale {', '.join(map(repr, rewrite.retuned))} stores the old 1/T, "
+                     "which overrides the prototxt when loaded: update it with --weights IN --weights-out OUT")
+    text = render(rewrite.net).encode("utf-8")
+    write_outputs(args, data, text, weights, stdout)
+    for note in notes:
+        print(f"{PROG}: {note}", file=stderr)
+    return 0
+
+
+def write_outputs(
+    args: argparse.Namespace, original: bytes, text: bytes, weights: bytes | None, stdout: TextIO
+) -> None:
+    """All checks are done: write the model, then the net (atomically each)."""
+    if weights is not None and args.weights_out is not None:
+        atomic_write(args.weights_out, weights)
+    if args.in_place:
+        atomic_write(args.prototxt.with_name(args.prototxt.name + ".bak"), original)
+        atomic_write(args.prototxt, text)
+    elif args.output is not None:
+        atomic_write(args.output, text)
+    else:
+        stdout.write(text.decode("utf-8"))
+        stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    check_paths(args, parser)
+    try:
+        return run(args, sys.stdin, sys.stdout, sys.stderr)
+    except ToolError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except WriteError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return EXIT_IO_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m caffe_temperature.add_temperature"))
