@@ -41,8 +41,11 @@ __device__ __forceinline__ T BlockAllReduce(T value, Op op, T* scratch) {
   __syncthreads();  // scratch may still be read by a previous reduction
   if (lane == 0) scratch[warp] = value;
   __syncthreads();
-  value = scratch[lane < warps ? lane : 0];
-  return WarpAllReduce(value, op);
+  // A serial pass over the per-warp results: a second warp reduction would
+  // need an identity element for the lanes beyond `warps`.
+  value = scratch[0];
+  for (int w = 1; w < warps; ++w) value = op(value, scratch[w]);
+  return value;
 }
 
 }  // namespace caffe_temperature

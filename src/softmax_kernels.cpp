@@ -222,45 +222,52 @@ CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, const Dtype* x,
                                        const Dtype* y, const Dtype* dy,
                                        Dtype* g) {
   const int C = s.channels, inner = s.inner;
-  // sum_c dy_c y_c (x_c - E_y[x]) = sum_c dy_c y_c x_c - (sum_c dy_c y_c) E_y[x]
+  // With d = x - m: sum_c dy_c y_c (d_c - E_y[d]) equals
+  // sum_c dy_c y_c d_c - (sum_c dy_c y_c) E_y[d] for any shift m. Shifting by
+  // the max keeps the two terms from cancelling at the size of |x| (large
+  // logits, or one y_c close to 1).
   if (inner == 1) {
     for (int o = 0; o < s.outer; ++o) {
       const Dtype* xo = x + o * C;
       const Dtype* yo = y + o * C;
       const Dtype* dyo = dy + o * C;
-      Dtype mean = 0, dot = 0, dot_x = 0;
-#pragma omp simd reduction(+ : mean, dot, dot_x)
+      const Dtype m = RowMax(xo, C);
+      Dtype mean = 0, dot = 0, dot_d = 0;
+#pragma omp simd reduction(+ : mean, dot, dot_d)
       for (int c = 0; c < C; ++c) {
-        mean += yo[c] * xo[c];
+        const Dtype d = xo[c] - m;
+        mean += yo[c] * d;
         dot += dyo[c] * yo[c];
-        dot_x += dyo[c] * yo[c] * xo[c];
+        dot_d += dyo[c] * yo[c] * d;
       }
-      g[o] = dot_x - dot * mean;
+      g[o] = dot_d - dot * mean;
     }
     return;
   }
-  alignas(64) Dtype mean[kStrip], dot[kStrip], dot_x[kStrip];
+  alignas(64) Dtype m[kStrip], mean[kStrip], dot[kStrip], dot_d[kStrip];
   for (int o = 0; o < s.outer; ++o) {
     for (int i0 = 0; i0 < inner; i0 += kStrip) {
       const int w = std::min(kStrip, inner - i0);
       const int offset = o * C * inner + i0;
+      StripMax(x + offset, C, inner, w, m);
       std::fill(mean, mean + w, Dtype(0));
       std::fill(dot, dot + w, Dtype(0));
-      std::fill(dot_x, dot_x + w, Dtype(0));
+      std::fill(dot_d, dot_d + w, Dtype(0));
       for (int c = 0; c < C; ++c) {
         const Dtype* xc = x + offset + c * inner;
         const Dtype* yc = y + offset + c * inner;
         const Dtype* dyc = dy + offset + c * inner;
 #pragma omp simd
         for (int i = 0; i < w; ++i) {
-          mean[i] += yc[i] * xc[i];
+          const Dtype d = xc[i] - m[i];
+          mean[i] += yc[i] * d;
           dot[i] += dyc[i] * yc[i];
-          dot_x[i] += dyc[i] * yc[i] * xc[i];
+          dot_d[i] += dyc[i] * yc[i] * d;
         }
       }
       Dtype* go = g + o * inner + i0;
 #pragma omp simd
-      for (int i = 0; i < w; ++i) go[i] = dot_x[i] - dot[i] * mean[i];
+      for (int i = 0; i < w; ++i) go[i] = dot_d[i] - dot[i] * mean[i];
     }
   }
 }

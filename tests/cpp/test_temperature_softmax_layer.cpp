@@ -1,0 +1,519 @@
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/softmax_layer.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+#include "caffe/util/math_functions.hpp"
+#include "caffe_temperature/temperature_softmax_layer.hpp"
+#include "test_util.hpp"
+
+namespace caffe_temperature_test {
+
+using caffe::Blob;
+using caffe::Caffe;
+using caffe::LayerParameter;
+using caffe::TemperatureSoftmaxLayer;
+using std::vector;
+
+// Where the layer reads beta from: scale_param's filler, or bottom[1] with
+// one value, one per sample or one per position.
+enum BetaSource { kFiller, kShared, kPerSample, kPerPosition };
+const BetaSource kBottomSources[] = {kShared, kPerSample, kPerPosition};
+
+LayerParameter TemperatureSoftmaxParam(int axis) {
+  LayerParameter param;
+  param.set_name("tsm");
+  param.set_type("TemperatureSoftmax");
+  param.mutable_softmax_param()->set_axis(axis);
+  return param;
+}
+
+void SetFillerBeta(LayerParameter* param, float beta) {
+  caffe::FillerParameter* filler =
+      param->mutable_scale_param()->mutable_filler();
+  filler->set_type("constant");
+  filler->set_value(beta);
+}
+
+// The layer's outputs computed in double from the same (rounded) inputs, and
+// the size of the terms each gradient is summed from: rounding errors scale
+// with those, not with the (possibly cancelled) result.
+struct Reference {
+  vector<double> y;
+  vector<double> dx;
+  vector<double> dx_scale;
+  vector<double> dbeta;  // empty when beta is not a bottom
+  vector<double> dbeta_scale;
+};
+
+template <typename TypeParam>
+class TemperatureSoftmaxLayerTest : public MultiDeviceTest<TypeParam> {
+ protected:
+  typedef typename TypeParam::Dtype Dtype;
+
+  void SetUp() override {
+    MultiDeviceTest<TypeParam>::SetUp();
+    Caffe::set_random_seed(1701);
+  }
+
+  // Relative tolerance (against max(1, |expected|)) for results computed in
+  // Dtype from a handful of exp and sums.
+  static double Tolerance() { return sizeof(Dtype) == 4 ? 2e-5 : 1e-11; }
+
+  // x ~ N(0, 2^2) of `shape`; for a bottom beta source, bottom[1] holds 1,
+  // outer or outer * inner values in [0.5, 2].
+  void Prepare(const vector<int>& shape, int axis, BetaSource source) {
+    x_.Reshape(shape);
+    caffe::caffe_rng_gaussian<Dtype>(x_.count(), 0, 2, x_.mutable_cpu_data());
+    bottom_.assign(1, &x_);
+    top_.assign(1, &y_);
+    if (source == kFiller) return;
+    const int a = x_.CanonicalAxisIndex(axis);
+    const int outer = x_.count(0, a), inner = x_.count(a + 1);
+    const int n = source == kShared ? 1
+                  : source == kPerSample ? outer : outer * inner;
+    beta_.Reshape(vector<int>(1, n));
+    caffe::caffe_rng_uniform<Dtype>(n, 0.5, 2, beta_.mutable_cpu_data());
+    bottom_.push_back(&beta_);
+  }
+
+  void FillTopDiff() {
+    caffe::caffe_rng_gaussian<Dtype>(y_.count(), 0, 1, y_.mutable_cpu_diff());
+  }
+
+  // Forward, then Backward of a random top diff to every bottom.
+  void ForwardBackward(caffe::Layer<Dtype>* layer) {
+    layer->SetUp(bottom_, top_);
+    layer->Forward(bottom_, top_);
+    FillTopDiff();
+    layer->Backward(top_, vector<bool>(bottom_.size(), true), bottom_);
+  }
+
+  // Forward and backward of SPEC.md written out in double, from x_, the top
+  // diff in y_ and beta as the layer holds it (in Dtype).
+  Reference ComputeReference(const LayerParameter& param) {
+    const int a = x_.CanonicalAxisIndex(param.softmax_param().axis());
+    const int outer = x_.count(0, a), channels = x_.shape(a);
+    const int inner = x_.count(a + 1);
+    const Dtype* x = x_.cpu_data();
+    const Dtype* dy = y_.cpu_diff();
+    const bool beta_bottom = bottom_.size() > 1;
+    const int n = beta_bottom ? beta_.count() : 1;
+    const double filler_beta = static_cast<Dtype>(
+        param.has_scale_param() ? param.scale_param().filler().value() : 1);
+    Reference ref;
+    ref.y.resize(x_.count());
+    ref.dx.resize(x_.count());
+    ref.dx_scale.resize(x_.count());
+    if (beta_bottom) {
+      ref.dbeta.assign(n, 0);
+      ref.dbeta_scale.assign(n, 0);
+    }
+    for (int o = 0; o < outer; ++o) {
+      for (int i = 0; i < inner; ++i) {
+        const int b_index = n == 1 ? 0 : n == outer ? o : o * inner + i;
+        const double b =
+            beta_bottom ? static_cast<double>(beta_.cpu_data()[b_index])
+                        : filler_beta;
+        const int base = o * channels * inner + i;
+        double m = x[base];
+        for (int c = 1; c < channels; ++c) {
+          m = std::max(m, static_cast<double>(x[base + c * inner]));
+        }
+        double sum = 0;
+        for (int c = 0; c < channels; ++c) {
+          sum += std::exp(b * (x[base + c * inner] - m));
+        }
+        double dot = 0, abs_dot = 0, mean = 0, spread = 0;
+        for (int c = 0; c < channels; ++c) {
+          const int k = base + c * inner;
+          ref.y[k] = std::exp(b * (x[k] - m)) / sum;
+          dot += dy[k] * ref.y[k];
+          abs_dot += std::fabs(dy[k]) * ref.y[k];
+          mean += ref.y[k] * x[k];
+          spread += ref.y[k] * (m - x[k]);
+        }
+        for (int c = 0; c < channels; ++c) {
+          const int k = base + c * inner;
+          ref.dx[k] = b * ref.y[k] * (dy[k] - dot);
+          ref.dx_scale[k] = b * ref.y[k] * (std::fabs(dy[k]) + abs_dot);
+          if (beta_bottom) {
+            ref.dbeta[b_index] += dy[k] * ref.y[k] * (x[k] - mean);
+            ref.dbeta_scale[b_index] +=
+                std::fabs(dy[k]) * ref.y[k] * (m - x[k] + spread);
+          }
+        }
+      }
+    }
+    return ref;
+  }
+
+  // |actual - expected| <= tolerance * max(1, scale), where scale defaults to
+  // |expected|.
+  void ExpectNear(const Dtype* actual, const vector<double>& expected,
+                  double tolerance, const char* what,
+                  const vector<double>* scale = NULL) {
+    for (int k = 0; k < expected.size(); ++k) {
+      const double s = scale ? (*scale)[k] : std::fabs(expected[k]);
+      ASSERT_NEAR(actual[k], expected[k], tolerance * std::max(1.0, s))
+          << what << "[" << k << "]";
+    }
+  }
+
+  void ExpectMatchesReference(const LayerParameter& param, double tolerance) {
+    const Reference ref = ComputeReference(param);
+    ExpectNear(y_.cpu_data(), ref.y, tolerance, "y");
+    ExpectNear(x_.cpu_diff(), ref.dx, tolerance, "dx", &ref.dx_scale);
+    if (bottom_.size() > 1) {
+      ExpectNear(beta_.cpu_diff(), ref.dbeta, tolerance, "dbeta",
+                 &ref.dbeta_scale);
+    }
+  }
+
+  void CheckAgainstReference(const vector<int>& shape, int axis,
+                             BetaSource source, float filler_beta) {
+    SCOPED_TRACE(::testing::Message()
+                 << "shape " << Blob<Dtype>(shape).shape_string() << " axis "
+                 << axis << " source " << source << " beta " << filler_beta);
+    LayerParameter param = TemperatureSoftmaxParam(axis);
+    if (source == kFiller) SetFillerBeta(&param, filler_beta);
+    Prepare(shape, axis, source);
+    TemperatureSoftmaxLayer<Dtype> layer(param);
+    ForwardBackward(&layer);
+    ExpectMatchesReference(param, Tolerance());
+  }
+
+  Blob<Dtype> x_, beta_, y_;
+  vector<Blob<Dtype>*> bottom_, top_;
+};
+
+TYPED_TEST_SUITE(TemperatureSoftmaxLayerTest, TestDtypesAndDevices);
+
+// The shapes cover each GPU kernel: a warp per row (C = 33, not a multiple
+// of 32), a block per row (C = 1500), a thread per position (inner > 1).
+TYPED_TEST(TemperatureSoftmaxLayerTest, MatchesReferenceForSeveralT) {
+  const float kBetas[] = {1.f / 40, 1.f / 3, 1.f, 4.f};
+  for (const float beta : kBetas) {
+    this->CheckAgainstReference({2, 5, 3, 4}, 1, kFiller, beta);
+    this->CheckAgainstReference({2, 5, 3, 4}, -1, kFiller, beta);
+    this->CheckAgainstReference({2, 5, 3, 4}, 0, kFiller, beta);
+    this->CheckAgainstReference({4, 33}, 1, kFiller, beta);
+    this->CheckAgainstReference({3, 1500}, -1, kFiller, beta);
+    this->CheckAgainstReference({2, 1500, 3}, 1, kFiller, beta);
+  }
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerTest, MatchesReferenceWithBetaBottom) {
+  for (const BetaSource source : kBottomSources) {
+    this->CheckAgainstReference({2, 5, 3, 4}, 1, source, 0);
+    this->CheckAgainstReference({2, 5, 3, 4}, 2, source, 0);
+    this->CheckAgainstReference({2, 5, 3, 4}, -1, source, 0);
+    this->CheckAgainstReference({4, 33}, 1, source, 0);
+    this->CheckAgainstReference({3, 1500}, 1, source, 0);
+    this->CheckAgainstReference({3, 1, 2}, 1, source, 0);
+  }
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerTest, NoScaleParamMeansTOne) {
+  typedef typename TypeParam::Dtype Dtype;
+  const LayerParameter param = TemperatureSoftmaxParam(1);
+  this->Prepare({2, 6, 3}, 1, kFiller);
+  TemperatureSoftmaxLayer<Dtype> layer(param);
+  this->ForwardBackward(&layer);
+  this->ExpectMatchesReference(param, this->Tolerance());
+  // T = 1 really was used: softmax of x, not of some other multiple of x.
+  const Dtype* x = this->x_.cpu_data();
+  const Dtype* y = this->y_.cpu_data();
+  EXPECT_NEAR(y[0] / y[3], std::exp(x[0] - x[3]), 1e-4 * y[0] / y[3]);
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerTest, BetaOneEqualsStockSoftmaxOnEveryAxis) {
+  typedef typename TypeParam::Dtype Dtype;
+  const double tolerance = sizeof(Dtype) == 4 ? 1e-6 : 1e-13;
+  for (int axis = -4; axis < 4; ++axis) {
+    SCOPED_TRACE(::testing::Message() << "axis " << axis);
+    LayerParameter param = TemperatureSoftmaxParam(axis);
+    SetFillerBeta(&param, 1);
+    this->Prepare({2, 3, 4, 5}, axis, kFiller);
+    TemperatureSoftmaxLayer<Dtype> layer(param);
+    this->ForwardBackward(&layer);
+
+    const int n = this->x_.count();
+    const vector<double> y(this->y_.cpu_data(), this->y_.cpu_data() + n);
+    const vector<double> dx(this->x_.cpu_diff(), this->x_.cpu_diff() + n);
+
+    Blob<Dtype> stock_top;
+    const vector<Blob<Dtype>*> stock_top_vec(1, &stock_top);
+    caffe::SoftmaxLayer<Dtype> stock(param);
+    stock.SetUp(this->bottom_, stock_top_vec);
+    stock.Forward(this->bottom_, stock_top_vec);
+    stock_top.CopyFrom(this->y_, true);
+    stock.Backward(stock_top_vec, vector<bool>(1, true), this->bottom_);
+    this->ExpectNear(stock_top.cpu_data(), y, tolerance, "y");
+    this->ExpectNear(this->x_.cpu_diff(), dx, tolerance, "dx");
+  }
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerTest, GradientToX) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int kAxes[] = {0, 1, -1};
+  for (const int axis : kAxes) {
+    SCOPED_TRACE(::testing::Message() << "axis " << axis);
+    LayerParameter param = TemperatureSoftmaxParam(axis);
+    SetFillerBeta(&param, 0.5);
+    this->Prepare({2, 4, 3, 2}, axis, kFiller);
+    TemperatureSoftmaxLayer<Dtype> layer(param);
+    caffe::GradientChecker<Dtype> checker(1e-2, 1e-3);
+    checker.CheckGradientExhaustive(&layer, this->bottom_, this->top_);
+  }
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerTest, GradientToXAndBetaBottom) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int kAxes[] = {0, 1, 2, -1};
+  for (const BetaSource source : kBottomSources) {
+    for (const int axis : kAxes) {
+      SCOPED_TRACE(::testing::Message()
+                   << "axis " << axis << " source " << source);
+      const LayerParameter param = TemperatureSoftmaxParam(axis);
+      this->Prepare({2, 3, 2, 2}, axis, source);
+      TemperatureSoftmaxLayer<Dtype> layer(param);
+      caffe::GradientChecker<Dtype> checker(1e-2, 1e-3);
+      checker.CheckGradientExhaustive(&layer, this->bottom_, this->top_);
+    }
+  }
+}
+
+// Large logits saturate exp unless the max is subtracted; large T flattens
+// the distribution. Both must stay finite and exact.
+TYPED_TEST(TemperatureSoftmaxLayerTest, ExtremeInputsAndTemperatures) {
+  typedef typename TypeParam::Dtype Dtype;
+  const float kBetas[] = {1 / 0.01f, 1 / 1e4f};
+  const int kAxes[] = {1, -1};
+  for (const float beta : kBetas) {
+    for (const int axis : kAxes) {
+      for (const BetaSource source : {kFiller, kShared}) {
+        SCOPED_TRACE(::testing::Message() << "beta " << beta << " axis "
+                     << axis << " source " << source);
+        LayerParameter param = TemperatureSoftmaxParam(axis);
+        SetFillerBeta(&param, beta);
+        this->Prepare({3, 7, 5}, axis, source);
+        Dtype* x = this->x_.mutable_cpu_data();
+        for (int k = 0; k < this->x_.count(); ++k) {
+          x[k] = 1e4 * ((k * 7 % 9) - 4) / 4 + (k % 3);  // within +-1e4 + 2
+        }
+        if (source == kShared) this->beta_.mutable_cpu_data()[0] = beta;
+        TemperatureSoftmaxLayer<Dtype> layer(param);
+        this->ForwardBackward(&layer);
+        for (int k = 0; k < this->x_.count(); ++k) {
+          ASSERT_TRUE(std::isfinite(this->y_.cpu_data()[k])) << k;
+          ASSERT_TRUE(std::isfinite(this->x_.cpu_diff()[k])) << k;
+        }
+        this->ExpectMatchesReference(param, this->Tolerance());
+      }
+    }
+  }
+}
+
+// Logits with a large common offset: the beta gradient is O(1) while
+// sum dy y x is O(1e4), so it must not be formed as a difference of the two.
+TYPED_TEST(TemperatureSoftmaxLayerTest, BetaGradientWithLargeOffset) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int kAxes[] = {1, -1};
+  for (const int axis : kAxes) {
+    SCOPED_TRACE(::testing::Message() << "axis " << axis);
+    const LayerParameter param = TemperatureSoftmaxParam(axis);
+    this->Prepare({4, 50, 3}, axis, kPerPosition);
+    Dtype* x = this->x_.mutable_cpu_data();
+    for (int k = 0; k < this->x_.count(); ++k) x[k] += 1e4;
+    TemperatureSoftmaxLayer<Dtype> layer(param);
+    this->ForwardBackward(&layer);
+    this->ExpectMatchesReference(param, this->Tolerance());
+  }
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerTest, InPlaceWithoutBetaBottom) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int kAxes[] = {1, -1};
+  for (const int axis : kAxes) {
+    SCOPED_TRACE(::testing::Message() << "axis " << axis);
+    LayerParameter param = TemperatureSoftmaxParam(axis);
+    SetFillerBeta(&param, 0.3);
+    this->Prepare({2, 6, 4}, axis, kFiller);
+    Blob<Dtype> z;
+    z.CopyFrom(this->x_, false, true);
+    TemperatureSoftmaxLayer<Dtype> layer(param);
+    this->ForwardBackward(&layer);
+
+    const vector<Blob<Dtype>*> in_place(1, &z);
+    TemperatureSoftmaxLayer<Dtype> in_place_layer(param);
+    in_place_layer.SetUp(in_place, in_place);
+    in_place_layer.Forward(in_place, in_place);
+    caffe::caffe_copy(z.count(), this->y_.cpu_diff(), z.mutable_cpu_diff());
+    in_place_layer.Backward(in_place, vector<bool>(1, true), in_place);
+
+    const int n = z.count();
+    const vector<double> y(this->y_.cpu_data(), this->y_.cpu_data() + n);
+    const vector<double> dx(this->x_.cpu_diff(), this->x_.cpu_diff() + n);
+    this->ExpectNear(z.cpu_data(), y, 1e-12, "in-place y");
+    this->ExpectNear(z.cpu_diff(), dx, 1e-12, "in-place dx");
+  }
+}
+
+// propagate_down: false for beta lifts the in-place restriction.
+TYPED_TEST(TemperatureSoftmaxLayerTest, InPlaceWithBetaBottomWithoutBetaGrad) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = TemperatureSoftmaxParam(1);
+  param.add_propagate_down(true);
+  param.add_propagate_down(false);
+  this->Prepare({2, 6, 4}, 1, kPerSample);
+  Blob<Dtype> z;
+  z.CopyFrom(this->x_, false, true);
+  TemperatureSoftmaxLayer<Dtype> layer(param);
+  layer.SetUp(this->bottom_, this->top_);
+  layer.Forward(this->bottom_, this->top_);
+
+  vector<Blob<Dtype>*> bottom(1, &z);
+  bottom.push_back(&this->beta_);
+  const vector<Blob<Dtype>*> top(1, &z);
+  TemperatureSoftmaxLayer<Dtype> in_place_layer(param);
+  in_place_layer.SetUp(bottom, top);
+  in_place_layer.Forward(bottom, top);
+  const int n = z.count();
+  const vector<double> y(this->y_.cpu_data(), this->y_.cpu_data() + n);
+  this->ExpectNear(z.cpu_data(), y, 1e-12, "in-place y");
+}
+
+// GPU results against the CPU path on the same inputs.
+TYPED_TEST(TemperatureSoftmaxLayerTest, GpuMatchesCpu) {
+  typedef typename TypeParam::Dtype Dtype;
+  if (TypeParam::device != Caffe::GPU) GTEST_SKIP() << "GPU only";
+  const struct {
+    vector<int> shape;
+    int axis;
+  } kCases[] = {{{2, 5, 3, 4}, 1}, {{2, 5, 3, 4}, -1}, {{8, 33}, 1},
+                {{3, 1500}, 1}, {{2, 1500, 3}, 1}, {{64, 1000}, -1}};
+  for (const auto& c : kCases) {
+    for (const BetaSource source :
+         {kFiller, kShared, kPerSample, kPerPosition}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "axis " << c.axis << " source " << source);
+      LayerParameter param = TemperatureSoftmaxParam(c.axis);
+      if (source == kFiller) SetFillerBeta(&param, 0.25);
+      this->Prepare(c.shape, c.axis, source);
+      TemperatureSoftmaxLayer<Dtype> gpu_layer(param);
+      this->ForwardBackward(&gpu_layer);
+      Blob<Dtype> gpu_y, gpu_x, gpu_beta;
+      gpu_y.CopyFrom(this->y_, false, true);
+      gpu_x.CopyFrom(this->x_, true, true);
+      if (source != kFiller) gpu_beta.CopyFrom(this->beta_, true, true);
+
+      Caffe::set_mode(Caffe::CPU);
+      TemperatureSoftmaxLayer<Dtype> cpu_layer(param);
+      cpu_layer.SetUp(this->bottom_, this->top_);
+      cpu_layer.Forward(this->bottom_, this->top_);  // keeps the top diff
+      cpu_layer.Backward(this->top_, vector<bool>(this->bottom_.size(), true),
+                         this->bottom_);
+      Caffe::set_mode(Caffe::GPU);
+
+      const int n = this->x_.count();
+      const Dtype* y = gpu_y.cpu_data();
+      const Dtype* dx = gpu_x.cpu_diff();
+      this->ExpectNear(this->y_.cpu_data(), vector<double>(y, y + n),
+                       this->Tolerance(), "y");
+      this->ExpectNear(this->x_.cpu_diff(), vector<double>(dx, dx + n),
+                       this->Tolerance(), "dx");
+      if (source != kFiller) {
+        const Dtype* dbeta = gpu_beta.cpu_diff();
+        this->ExpectNear(this->beta_.cpu_diff(),
+                         vector<double>(dbeta, dbeta + gpu_beta.count()),
+                         this->Tolerance(), "dbeta");
+      }
+    }
+  }
+}
+
+// Death tests fork; gtest runs suites named *DeathTest first.
+template <typename TypeParam>
+class TemperatureSoftmaxLayerDeathTest
+    : public TemperatureSoftmaxLayerTest<TypeParam> {};
+
+TYPED_TEST_SUITE(TemperatureSoftmaxLayerDeathTest, TestDtypesAndDevices);
+
+TYPED_TEST(TemperatureSoftmaxLayerDeathTest, InPlaceWithBetaBottomRefused) {
+  typedef typename TypeParam::Dtype Dtype;
+  const LayerParameter param = TemperatureSoftmaxParam(1);
+  this->Prepare({2, 6, 4}, 1, kShared);
+  const vector<Blob<Dtype>*> top(1, &this->x_);
+  TemperatureSoftmaxLayer<Dtype> layer(param);
+  EXPECT_DEATH(layer.SetUp(this->bottom_, top),
+               "TemperatureSoftmax layer 'tsm' runs in place with beta as "
+               "bottom\\[1\\]: the gradient to beta needs the input");
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerDeathTest, BadFillerBetaRefused) {
+  typedef typename TypeParam::Dtype Dtype;
+  const float kBad[] = {0, -0.5f, std::numeric_limits<float>::infinity(),
+                        std::numeric_limits<float>::quiet_NaN()};
+  this->Prepare({2, 6, 4}, 1, kFiller);
+  for (const float beta : kBad) {
+    SCOPED_TRACE(::testing::Message() << "beta " << beta);
+    LayerParameter param = TemperatureSoftmaxParam(1);
+    SetFillerBeta(&param, beta);
+    TemperatureSoftmaxLayer<Dtype> layer(param);
+    EXPECT_DEATH(layer.SetUp(this->bottom_, this->top_),
+                 "TemperatureSoftmax layer 'tsm': inverse temperature beta = "
+                 ".* must be finite and > 0; give the inverse temperature "
+                 "beta = 1/T as a constant filler, e.g. for T = 40: "
+                 "scale_param \\{ filler \\{ type: \"constant\" "
+                 "value: 0.025 \\} \\}");
+  }
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerDeathTest, NonConstantFillerRefused) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->Prepare({2, 6, 4}, 1, kFiller);
+  LayerParameter param = TemperatureSoftmaxParam(1);
+  SetFillerBeta(&param, 0.5);
+  param.mutable_scale_param()->mutable_filler()->set_type("gaussian");
+  TemperatureSoftmaxLayer<Dtype> layer(param);
+  EXPECT_DEATH(layer.SetUp(this->bottom_, this->top_),
+               "TemperatureSoftmax layer 'tsm': scale_param.filler has type "
+               "\"gaussian\", but the temperature must be a constant; give "
+               "the inverse temperature beta = 1/T as a constant filler");
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerDeathTest, BadBottomBetaRefused) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype kBad[] = {0, -1, std::numeric_limits<Dtype>::infinity(),
+                        std::numeric_limits<Dtype>::quiet_NaN()};
+  for (const Dtype beta : kBad) {
+    SCOPED_TRACE(::testing::Message() << "beta " << beta);
+    this->Prepare({3, 6, 4}, 1, kPerSample);
+    this->beta_.mutable_cpu_data()[2] = beta;
+    TemperatureSoftmaxLayer<Dtype> layer(TemperatureSoftmaxParam(1));
+    layer.SetUp(this->bottom_, this->top_);
+    EXPECT_DEATH(layer.Forward(this->bottom_, this->top_),
+                 "TemperatureSoftmax layer 'tsm': inverse temperature "
+                 "bottom\\[1\\]\\[2\\] = .* must be finite and > 0 "
+                 "\\(beta = 1/T\\)");
+  }
+}
+
+TYPED_TEST(TemperatureSoftmaxLayerDeathTest, WrongBetaCountRefused) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->Prepare({3, 6, 4}, 1, kPerSample);
+  this->beta_.Reshape(vector<int>(1, 5));
+  TemperatureSoftmaxLayer<Dtype> layer(TemperatureSoftmaxParam(1));
+  EXPECT_DEATH(layer.SetUp(this->bottom_, this->top_),
+               "TemperatureSoftmax layer 'tsm': beta \\(bottom\\[1\\]\\) has "
+               "5 values; expected 1 \\(shared\\), 3 \\(one per sample\\) or "
+               "12 \\(one per position\\) for input shape 3 6 4 \\(72\\) and "
+               "softmax axis 1");
+}
+
+}  // namespace caffe_temperature_test
