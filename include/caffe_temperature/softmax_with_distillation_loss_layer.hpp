@@ -1,0 +1,121 @@
+#ifndef CAFFE_TEMPERATURE_SOFTMAX_WITH_DISTILLATION_LOSS_LAYER_HPP_
+#define CAFFE_TEMPERATURE_SOFTMAX_WITH_DISTILLATION_LOSS_LAYER_HPP_
+
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/layer.hpp"
+#include "caffe/layers/loss_layer.hpp"
+#include "caffe/proto/caffe.pb.h"
+#include "caffe_temperature/softmax_kernels.hpp"
+
+#ifdef __CUDACC__
+#define CT_HOST_DEVICE __host__ __device__
+#else
+#define CT_HOST_DEVICE
+#endif
+
+namespace caffe_temperature {
+
+enum LabelKind { kLabelValid, kLabelIgnored, kLabelInvalid };
+
+// Shared by the CPU check and the GPU kernel so that both accept exactly the
+// same labels: an integer in [0, channels), or ignore_label. The comparisons
+// are written so that NaN and infinities come out invalid before any cast.
+template <typename Dtype>
+CT_HOST_DEVICE inline LabelKind ClassifyLabel(Dtype value, int channels,
+                                              bool has_ignore_label,
+                                              int ignore_label) {
+  if (has_ignore_label && value == static_cast<Dtype>(ignore_label)) {
+    return kLabelIgnored;
+  }
+  if (!(value >= 0 && value < channels)) return kLabelInvalid;
+  return value == static_cast<Dtype>(static_cast<int>(value)) ? kLabelValid
+                                                               : kLabelInvalid;
+}
+
+}  // namespace caffe_temperature
+
+namespace caffe {
+
+/**
+ * @brief Knowledge-distillation loss (Hinton et al. 2015) on raw scores:
+ *        T^2 KL(softmax(teacher / T) || softmax(student / T)), averaged over
+ *        the positions as loss_param.normalization says.
+ *
+ * Bottoms: student, teacher (same shape) [, label]; the label bottom only
+ * selects positions (ignore_label) and is validated. Tops: loss
+ * [, student_prob = softmax(student / T)]. Only the student receives a
+ * gradient, top_diff * T * (q - p) / norm; student_prob, like the prob top of
+ * stock SoftmaxWithLoss, passes none back. See SPEC.md.
+ */
+template <typename Dtype>
+class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {
+ public:
+  explicit SoftmaxWithDistillationLossLayer(const LayerParameter& param)
+      : LossLayer<Dtype>(param) {}
+  virtual void LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Reshape(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+
+  virtual inline const char* type() const {
+    return "SoftmaxWithDistillationLoss";
+  }
+  virtual inline int ExactNumBottomBlobs() const { return -1; }
+  virtual inline int MinBottomBlobs() const { return 2; }
+  virtual inline int MaxBottomBlobs() const { return 3; }
+  virtual inline int ExactNumTopBlobs() const { return -1; }
+  virtual inline int MinTopBlobs() const { return 1; }
+  virtual inline int MaxTopBlobs() const { return 2; }
+  /// The teacher and the labels are targets: force_backward leaves them out.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return bottom_index == 0;
+  }
+
+ protected:
+  virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
+
+  /// Fails, naming the first offending position and value, unless every
+  /// label is valid or ignored (host pointer).
+  void CheckLabels(const Dtype* label) const;
+  /// Fails when the net asks for a gradient to the teacher or the labels.
+  void CheckPropagateDown(const vector<bool>& propagate_down) const;
+  /// Stores the normalizer for Backward and writes loss and student_prob.
+  void FinishForward(double kl_sum, int valid_count,
+                     const vector<Blob<Dtype>*>& top);
+
+  caffe_temperature::SoftmaxShape shape_;
+  Dtype beta_;
+  bool has_ignore_label_;
+  int ignore_label_;
+  LossParameter_NormalizationMode normalization_;
+  /// The divisor of the last forward pass, which Backward scales by.
+  double normalizer_;
+
+  /// q = softmax(beta * student), shared with top[1].
+  Blob<Dtype> prob_;
+  /// p = softmax(beta * teacher).
+  Blob<Dtype> teacher_prob_;
+  /// log q and log p, CPU path only (the GPU kernel keeps them in registers).
+  Blob<Dtype> log_prob_;
+  Blob<Dtype> teacher_log_prob_;
+  /// Per position, as rows of a 3 x positions matrix: the KL divergence,
+  /// 1 where the position counts (0 where its label is ignored), and, on the
+  /// GPU, 1 where its label is invalid. Backward reads row 1.
+  Blob<Dtype> position_stats_;
+  /// The three row sums, computed on the device by a gemv with ones_.
+  Blob<Dtype> stats_sum_;
+  Blob<Dtype> ones_;
+};
+
+}  // namespace caffe
+
+#endif  // CAFFE_TEMPERATURE_SOFTMAX_WITH_DISTILLATION_LOSS_LAYER_HPP_

@@ -1,0 +1,185 @@
+#include <vector>
+
+#include "caffe/layer_factory.hpp"
+#include "caffe/util/math_functions.hpp"
+#include "caffe_temperature/layer_params.hpp"
+#include "caffe_temperature/softmax_with_distillation_loss_layer.hpp"
+
+namespace caffe {
+
+using caffe_temperature::BetaView;
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::LayerSetUp(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  // Stock loss layers default to one loss weight, which Layer::SetUp then
+  // refuses for two tops; student_prob is an output, not a loss.
+  if (this->layer_param_.loss_weight_size() == 0 && top.size() == 2) {
+    this->layer_param_.add_loss_weight(Dtype(1));
+    this->layer_param_.add_loss_weight(Dtype(0));
+  }
+  LossLayer<Dtype>::LayerSetUp(bottom, top);
+  beta_ = static_cast<Dtype>(
+      caffe_temperature::ReadInverseTemperature(this->layer_param_));
+  const LossParameter& loss_param = this->layer_param_.loss_param();
+  has_ignore_label_ = loss_param.has_ignore_label();
+  ignore_label_ = loss_param.ignore_label();
+  CHECK(!has_ignore_label_ || bottom.size() == 3)
+      << type() << " layer '" << this->layer_param_.name() << "': "
+      << "loss_param.ignore_label = " << ignore_label_ << " needs the label "
+      << "bottom (bottom[2]), which selects the positions to ignore; give "
+      << "bottoms student, teacher, label or drop ignore_label";
+  normalization_ = caffe_temperature::NormalizationMode(this->layer_param_);
+}
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::Reshape(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  CHECK(bottom[0]->shape() == bottom[1]->shape())
+      << type() << " layer '" << this->layer_param_.name() << "': student "
+      << "(bottom[0]) has shape " << bottom[0]->shape_string() << " but "
+      << "teacher (bottom[1]) has shape " << bottom[1]->shape_string()
+      << "; both must be logits of the same shape";
+  LossLayer<Dtype>::Reshape(bottom, top);
+  const int axis = bottom[0]->CanonicalAxisIndex(
+      this->layer_param_.softmax_param().axis());
+  shape_.outer = bottom[0]->count(0, axis);
+  shape_.channels = bottom[0]->shape(axis);
+  shape_.inner = bottom[0]->count(axis + 1);
+  const int positions = shape_.positions();
+  if (bottom.size() == 3) {
+    CHECK_EQ(bottom[2]->count(), positions)
+        << type() << " layer '" << this->layer_param_.name() << "': label "
+        << "(bottom[2]) shape " << bottom[2]->shape_string() << " must hold "
+        << "one label per position, i.e. " << positions << " values for "
+        << "logits " << bottom[0]->shape_string() << " and softmax axis "
+        << axis;
+  }
+  prob_.ReshapeLike(*bottom[0]);
+  teacher_prob_.ReshapeLike(*bottom[0]);
+  log_prob_.ReshapeLike(*bottom[0]);
+  teacher_log_prob_.ReshapeLike(*bottom[0]);
+  position_stats_.Reshape(vector<int>{3, positions});
+  stats_sum_.Reshape(vector<int>(1, 3));
+  // Net calls Reshape before every forward pass: refilling the ones each
+  // time would also copy them to the device each time.
+  if (ones_.count() != positions) {
+    ones_.Reshape(vector<int>(1, positions));
+    caffe_set(positions, Dtype(1), ones_.mutable_cpu_data());
+  }
+  if (top.size() == 2) top[1]->ReshapeLike(*bottom[0]);
+}
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::CheckLabels(
+    const Dtype* label) const {
+  for (int pos = 0; pos < shape_.positions(); ++pos) {
+    CHECK_NE(caffe_temperature::ClassifyLabel(label[pos], shape_.channels,
+                                              has_ignore_label_, ignore_label_),
+             caffe_temperature::kLabelInvalid)
+        << type() << " layer '" << this->layer_param_.name() << "': label "
+        << "(bottom[2]) at position " << pos << " (sample "
+        << pos / shape_.inner << ", index " << pos % shape_.inner << ") is "
+        << label[pos] << "; expected an integer in [0, " << shape_.channels
+        << ")" << (has_ignore_label_ ? " or ignore_label" : "");
+  }
+}
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::CheckPropagateDown(
+    const vector<bool>& propagate_down) const {
+  CHECK(!propagate_down[1])
+      << type() << " layer '" << this->layer_param_.name() << "' cannot "
+      << "backpropagate to the teacher (bottom[1]): its logits are the "
+      << "target. If the teacher is computed in the same net, add "
+      << "'propagate_down: true propagate_down: false"
+      << (propagate_down.size() == 3 ? " propagate_down: false" : "")
+      << "' to this layer";
+  CHECK(propagate_down.size() < 3 || !propagate_down[2])
+      << type() << " layer '" << this->layer_param_.name() << "' cannot "
+      << "backpropagate to the labels (bottom[2])";
+}
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::FinishForward(
+    double kl_sum, int valid_count, const vector<Blob<Dtype>*>& top) {
+  normalizer_ = caffe_temperature::LossNormalizer(
+      normalization_, shape_.outer, shape_.inner, valid_count);
+  // T^2 keeps the gradient, T (q - p), at the size of a hard-label one.
+  const double temperature = 1.0 / beta_;
+  top[0]->mutable_cpu_data()[0] =
+      static_cast<Dtype>(temperature * temperature * kl_sum / normalizer_);
+  if (top.size() == 2) top[1]->ShareData(prob_);
+}
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  const Dtype* label = bottom.size() == 3 ? bottom[2]->cpu_data() : NULL;
+  if (label) CheckLabels(label);
+  const BetaView<Dtype> beta = {&beta_, 0, 0};
+  caffe_temperature::LogSoftmaxForwardCPU(shape_, bottom[0]->cpu_data(), beta,
+                                          log_prob_.mutable_cpu_data(),
+                                          prob_.mutable_cpu_data());
+  caffe_temperature::LogSoftmaxForwardCPU(
+      shape_, bottom[1]->cpu_data(), beta,
+      teacher_log_prob_.mutable_cpu_data(), teacher_prob_.mutable_cpu_data());
+  const Dtype* log_q = log_prob_.cpu_data();
+  const Dtype* p = teacher_prob_.cpu_data();
+  const Dtype* log_p = teacher_log_prob_.cpu_data();
+  const int positions = shape_.positions();
+  const int inner = shape_.inner;
+  Dtype* kl = position_stats_.mutable_cpu_data();
+  Dtype* valid = kl + positions;
+  double kl_sum = 0;
+  int valid_count = 0;
+  for (int pos = 0; pos < positions; ++pos) {
+    kl[pos] = 0;
+    valid[pos] = !label || caffe_temperature::ClassifyLabel(
+        label[pos], shape_.channels, has_ignore_label_, ignore_label_) ==
+        caffe_temperature::kLabelValid;
+    if (!valid[pos]) continue;
+    const int offset = (pos / inner) * shape_.channels * inner + pos % inner;
+    for (int c = 0; c < shape_.channels; ++c) {
+      const int j = offset + c * inner;
+      // 0 log 0 = 0; log p may be -inf where p underflowed.
+      if (p[j] > 0) kl[pos] += p[j] * (log_p[j] - log_q[j]);
+    }
+    kl_sum += kl[pos];
+    ++valid_count;
+  }
+  FinishForward(kl_sum, valid_count, top);
+}
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::Backward_cpu(
+    const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+    const vector<Blob<Dtype>*>& bottom) {
+  CheckPropagateDown(propagate_down);
+  if (!propagate_down[0]) return;
+  const Dtype scale =
+      static_cast<Dtype>(top[0]->cpu_diff()[0] / (beta_ * normalizer_));
+  const Dtype* q = prob_.cpu_data();
+  const Dtype* p = teacher_prob_.cpu_data();
+  const Dtype* valid = position_stats_.cpu_data() + shape_.positions();
+  Dtype* diff = bottom[0]->mutable_cpu_diff();
+  const int channels = shape_.channels, inner = shape_.inner;
+  for (int o = 0; o < shape_.outer; ++o) {
+    for (int c = 0; c < channels; ++c) {
+      const int offset = (o * channels + c) * inner;
+      for (int i = 0; i < inner; ++i) {
+        diff[offset + i] = scale * valid[o * inner + i] *
+                           (q[offset + i] - p[offset + i]);
+      }
+    }
+  }
+}
+
+#ifdef CPU_ONLY
+STUB_GPU(SoftmaxWithDistillationLossLayer);
+#endif
+
+INSTANTIATE_CLASS(SoftmaxWithDistillationLossLayer);
+REGISTER_LAYER_CLASS(SoftmaxWithDistillationLoss);
+
+}  // namespace caffe
