@@ -139,9 +139,10 @@ build_caffe() {
 build_plugin() {
   local caffe_dir=$1
   log "building the plugin in $BUILD_DIR against $caffe_dir"
+  mkdir -p "$BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCaffe_DIR="$caffe_dir" \
-    -DPython3_EXECUTABLE="$VENV/bin/python" >"$BUILD_DIR.configure.log" 2>&1 \
-    || { cat "$BUILD_DIR.configure.log" >&2; die "configuring the plugin failed"; }
+    -DPython3_EXECUTABLE="$VENV/bin/python" >"$BUILD_DIR/configure.log" 2>&1 \
+    || { cat "$BUILD_DIR/configure.log" >&2; die "configuring the plugin failed"; }
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }
 
