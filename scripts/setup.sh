@@ -10,6 +10,8 @@
 #   CAFFE_TEMPERATURE_VENV   Python virtual environment to use (default $CACHE/venv)
 #   BUILD_DIR                plugin build directory (default ./build)
 #   JOBS                     parallel build jobs (default: nproc)
+#   CAFFE_TEMPERATURE_CUDA=1 build Caffe with CUDA (sm_90, no cuDNN) into its own cache
+#                            prefix and the plugin with its GPU kernels (default build dir ./build-cuda)
 #
 # Safe to run again: every step is skipped when its result is already there.
 set -euo pipefail
@@ -17,11 +19,20 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CAFFE_TEMPERATURE_CACHE:-$HOME/.cache/caffe-temperature}
 VENV=${CAFFE_TEMPERATURE_VENV:-$CACHE/venv}
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 JOBS=${JOBS:-$(nproc)}
 # The last BVLC master that Debian packaged (bullseye); its orig tarball is what we build.
 CAFFE_DEB_VERSION=1.0.0+git20180821.99bd997
-CAFFE_PREFIX=$CACHE/caffe-$CAFFE_DEB_VERSION
+if [[ ${CAFFE_TEMPERATURE_CUDA:-0} == 1 ]]; then
+  VARIANT=caffe-$CAFFE_DEB_VERSION-cuda
+  BUILD_DIR=${BUILD_DIR:-$ROOT/build-cuda}
+  # BVLC's arch lists start at Fermi, which CUDA 12+ no longer knows.
+  CAFFE_DEVICE_FLAGS=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DCUDA_ARCH_NAME=Manual -DCUDA_ARCH_BIN=90 -DCUDA_ARCH_PTX=90)
+else
+  VARIANT=caffe-$CAFFE_DEB_VERSION
+  BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+  CAFFE_DEVICE_FLAGS=(-DCPU_ONLY=ON)
+fi
+CAFFE_PREFIX=$CACHE/$VARIANT
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -30,7 +41,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev
   libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
-  libboost-python-dev python3-dev python3-venv
+  libboost-python-dev libgtest-dev python3-dev python3-venv
 )
 PY_PACKAGES=(
   numpy protobuf scipy scikit-image six pybind11 pytest hypothesis matplotlib tqdm
@@ -107,8 +118,8 @@ build_caffe() {
   fi
   local tarball src build
   tarball=$(fetch_caffe_tarball)
-  src=$CACHE/src/caffe-$CAFFE_DEB_VERSION
-  build=$CACHE/build/caffe-$CAFFE_DEB_VERSION
+  src=$CACHE/src/$VARIANT
+  build=$CACHE/build/$VARIANT
   rm -rf "$src" "$build"
   mkdir -p "$src" "$build"
   log "extracting $tarball"
@@ -117,9 +128,12 @@ build_caffe() {
   # protobuf >= 3.21 only has the one-argument SetTotalBytesLimit.
   sed -i 's/SetTotalBytesLimit(kProtoReadBytesLimit, 536870912)/SetTotalBytesLimit(kProtoReadBytesLimit)/' \
     "$src/src/caffe/util/io.cpp"
-  log "configuring Caffe (CPU only)"
+  # CUDA 13's cudaDeviceProp lost these fields; only Caffe::DeviceQuery prints them.
+  sed -i -e '/prop.clockRate;/d' -e '/"Concurrent copy and execution: "/,+1d' \
+    -e '/"Kernel execution timeout:      "/,+1d' "$src/src/caffe/common.cpp"
+  log "configuring Caffe (${CAFFE_DEVICE_FLAGS[0]})"
   cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$CAFFE_PREFIX" \
-    -DCPU_ONLY=ON -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF -DBLAS=Open \
+    "${CAFFE_DEVICE_FLAGS[@]}" -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF -DBLAS=Open \
     -DBUILD_python=ON -Dpython_version=3 -DPYTHON_EXECUTABLE="$VENV/bin/python" \
     -DBUILD_docs=OFF -DBUILD_matlab=OFF -DCMAKE_CXX_STANDARD=17 >"$build/configure.log" 2>&1 \
     || { tail -30 "$build/configure.log" >&2; die "configuring Caffe failed (log: $build/configure.log)"; }
