@@ -110,7 +110,8 @@ __global__ void DistillationForward(const ForwardArgs<Dtype> a) {
     a.prob[offset + c * inner] = exp(log_q);
     a.teacher_prob[offset + c * inner] = p;
     // 0 log 0 = 0; log p may be -inf where p underflowed.
-    if (p > 0) kl += p * (log_p - log_q);
+    // != 0, not > 0: a NaN teacher probability must reach the loss.
+    if (p != 0) kl += p * (log_p - log_q);
   }
   kl = Group::AllReduce(kl, SumOp(), scratch);
 

@@ -94,7 +94,8 @@ __global__ void InfogainForward(const InfogainArgs<Dtype> a, const Dtype* x,
   for (int c = lane; c < C; c += kLanes) {
     const Dtype d = xp[c * inner] - m;
     sum += exp(d);
-    if (row >= 0) h_dot += a.H[row + c] * d;
+    // 0 log 0 = 0: a -inf logit (a masked class) with H[l, c] = 0 adds 0.
+    if (row >= 0 && a.H[row + c] != 0) h_dot += a.H[row + c] * d;
   }
   sum = LaneAllReduce<kLanes>(sum, SumOp());
   h_dot = LaneAllReduce<kLanes>(h_dot, SumOp());

@@ -66,10 +66,17 @@ make_venv() {
     log "creating Python virtual environment $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c "import numpy, google.protobuf, scipy, skimage, six, pybind11, pytest, hypothesis, matplotlib, tqdm, sklearn" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import numpy, google.protobuf, scipy, skimage, six, pybind11, pytest, hypothesis, matplotlib, tqdm, sklearn, h5py" 2>/dev/null; then
     log "installing Python packages into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]}"
+  fi
+  if ! "$VENV/bin/python" -c "import h5py" 2>/dev/null; then
+    # h5py's wheel bundles its own libhdf5, which clashes with the system one
+    # that libcaffe loads into the same process; build it against the latter.
+    log "building h5py against the system HDF5 (a few minutes, once)"
+    HDF5_DIR=/usr/lib/$(gcc -print-multiarch)/hdf5/serial \
+      "$VENV/bin/python" -m pip install -q --no-binary h5py h5py
   fi
 }
 

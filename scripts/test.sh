@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: set-up (idempotent), then CTest (C++ gtests, the nvcc
-# compile check of cuda/, the caffe tool test) and pytest.
+# compile check of cuda/, the caffe tool test), the C++ gtests again under
+# ASan + UBSan (build-asan; CAFFE_TEMPERATURE_SKIP_SANITIZERS=1 skips them) and pytest.
 #   scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,5 +11,26 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 source "$BUILD_DIR/env.sh"
 status=0
 (cd "$BUILD_DIR" && ctest --output-on-failure -j "${JOBS:-$(nproc)}") || status=1
+# The same C++ tests built with ASan + UBSan (CMakeLists.txt, CAFFE_TEMPERATURE_SANITIZE):
+# any report fails its test. Leak checking stays on; the death tests still
+# see glog's abort because ASan leaves SIGABRT alone by default.
+ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$ROOT/build-asan}
+if [[ ${CAFFE_TEMPERATURE_SKIP_SANITIZERS:-0} != 1 ]]; then
+  mkdir -p "$ASAN_BUILD_DIR"
+  cmake -S "$ROOT" -B "$ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAFFE_TEMPERATURE_SANITIZE=ON \
+    -DCaffe_DIR="$(sed -n 's/^Caffe_DIR:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt")" \
+    -DPython3_EXECUTABLE="$CAFFE_TEMPERATURE_PYTHON" >"$ASAN_BUILD_DIR/configure.log" 2>&1 \
+    || { cat "$ASAN_BUILD_DIR/configure.log" >&2; status=1; }
+  if cmake --build "$ASAN_BUILD_DIR" -j "${JOBS:-$(nproc)}" >"$ASAN_BUILD_DIR/build.log" 2>&1; then
+    (cd "$ASAN_BUILD_DIR" && \
+      ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --output-on-failure -j "${JOBS:-$(nproc)}") || status=1
+  else
+    tail -40 "$ASAN_BUILD_DIR/build.log" >&2
+    echo "[test] building the sanitizer build failed (log: $ASAN_BUILD_DIR/build.log)" >&2
+    status=1
+  fi
+fi
 (cd "$ROOT" && python -m pytest tests/python -q "$@") || status=1
 exit $status

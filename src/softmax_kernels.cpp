@@ -272,6 +272,154 @@ CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, const Dtype* x,
   }
 }
 
+// Strip form of label_rows: each position's H row offset (row 0 where ignored,
+// so that every gather stays inside H), weight (1, or 0 where ignored) and
+// sum_rows_H of its label (0 where ignored).
+template <typename Dtype>
+CT_INLINE void StripLabelRows(const int* label_rows, int channels,
+                              const Dtype* sum_rows_H, int w, int* rows,
+                              Dtype* weight, Dtype* row_sum) {
+  for (int i = 0; i < w; ++i) {
+    const bool valid = label_rows[i] >= 0;
+    rows[i] = valid ? label_rows[i] : 0;
+    weight[i] = valid ? Dtype(1) : Dtype(0);
+    row_sum[i] = valid ? sum_rows_H[label_rows[i] / channels] : Dtype(0);
+  }
+}
+
+// With m = max_c x_c and S = sum_c exp(x_c - m), a position's loss
+//   -sum_c H[l, c] (x_c - m - log S) = sum_rows_H[l] log S
+//                                      + sum_c H[l, c] (m - x_c)
+// needs no log-probability blob, and for H >= 0 both terms are >= 0, so
+// nothing cancels.
+// The loss kernels make one pass over the channels per blob they stream:
+// wider strips give each channel a longer contiguous run (8 KiB of floats
+// instead of 1 KiB), which the hardware prefetcher needs to keep up when the
+// channel stride is large; their per-position arrays then live in L2.
+const int kLossStrip = 2048;
+
+// m - x, capped far above any real logit gap: a -inf logit (a masked class)
+// then adds H[l, c] * cap, which is 0 where H[l, c] = 0 (0 log 0 = 0) instead
+// of 0 * inf = NaN. A cap, not a test for H == 0, because fast-math lets the
+// compiler drop such a test; it cannot drop a cap a finite value may exceed.
+template <typename Dtype>
+CT_INLINE Dtype GapToMax(Dtype m, Dtype x) {
+  const Dtype cap = sizeof(Dtype) == 4 ? Dtype(1e30) : Dtype(1e300);
+  return std::min(m - x, cap);
+}
+
+template <typename Dtype>
+CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
+                                        const int* label_rows, const Dtype* H,
+                                        const Dtype* sum_rows_H, Dtype* prob) {
+  const int C = s.channels, inner = s.inner;
+  Dtype loss = 0;
+  if (inner == 1) {
+    for (int o = 0; o < s.outer; ++o) {
+      const Dtype* xo = x + o * C;
+      Dtype* po = prob + o * C;
+      const Dtype m = RowMax(xo, C);
+      const Dtype sum = RowExpSum(xo, C, Dtype(1), m, po);
+      const Dtype inv = Dtype(1) / sum;
+#pragma omp simd
+      for (int c = 0; c < C; ++c) po[c] *= inv;
+      const int row = label_rows[o];
+      if (row < 0) continue;
+      const Dtype* h = H + row;
+      Dtype dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int c = 0; c < C; ++c) dot += h[c] * GapToMax(m, xo[c]);
+      loss += sum_rows_H[row / C] * std::log(sum) + dot;
+    }
+    return loss;
+  }
+  alignas(64) Dtype m[kLossStrip], ones[kLossStrip], sum[kLossStrip],
+      dot[kLossStrip], weight[kLossStrip], row_sum[kLossStrip];
+  alignas(64) int rows[kLossStrip];
+  std::fill(ones, ones + kLossStrip, Dtype(1));
+  for (int o = 0; o < s.outer; ++o) {
+    for (int i0 = 0; i0 < inner; i0 += kLossStrip) {
+      const int w = std::min(kLossStrip, inner - i0);
+      const Dtype* xs = x + o * C * inner + i0;
+      Dtype* ps = prob + o * C * inner + i0;
+      StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
+                     weight, row_sum);
+      StripMax(xs, C, inner, w, m);
+      StripExpSum(xs, C, inner, w, ones, m, ps, sum);
+      Dtype strip_loss = 0;
+#pragma omp simd reduction(+ : strip_loss)
+      for (int i = 0; i < w; ++i) {
+        strip_loss += row_sum[i] * std::log(sum[i]);
+        sum[i] = Dtype(1) / sum[i];
+      }
+      std::fill(dot, dot + w, Dtype(0));
+      for (int c = 0; c < C; ++c) {
+        const Dtype* xc = xs + c * inner;
+        const Dtype* hc = H + c;
+        Dtype* pc = ps + c * inner;
+#pragma omp simd
+        for (int i = 0; i < w; ++i) {
+          pc[i] *= sum[i];
+          dot[i] += hc[rows[i]] * GapToMax(m[i], xc[i]);
+        }
+      }
+#pragma omp simd reduction(+ : strip_loss)
+      for (int i = 0; i < w; ++i) strip_loss += weight[i] * dot[i];
+      loss += strip_loss;
+    }
+  }
+  return loss;
+}
+
+template <typename Dtype>
+CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s,
+                                        const Dtype* prob,
+                                        const int* label_rows, const Dtype* H,
+                                        const Dtype* sum_rows_H, Dtype scale,
+                                        Dtype* dx) {
+  const int C = s.channels, inner = s.inner;
+  if (inner == 1) {
+    for (int o = 0; o < s.outer; ++o) {
+      const Dtype* po = prob + o * C;
+      Dtype* dxo = dx + o * C;
+      const int row = label_rows[o];
+      if (row < 0) {
+        std::fill(dxo, dxo + C, Dtype(0));
+        continue;
+      }
+      const Dtype p_scale = scale * sum_rows_H[row / C];
+      const Dtype* h = H + row;
+#pragma omp simd
+      for (int c = 0; c < C; ++c) dxo[c] = p_scale * po[c] - scale * h[c];
+    }
+    return;
+  }
+  alignas(64) Dtype weight[kLossStrip], row_sum[kLossStrip];
+  alignas(64) int rows[kLossStrip];
+  for (int o = 0; o < s.outer; ++o) {
+    for (int i0 = 0; i0 < inner; i0 += kLossStrip) {
+      const int w = std::min(kLossStrip, inner - i0);
+      const int offset = o * C * inner + i0;
+      StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
+                     weight, row_sum);
+#pragma omp simd
+      for (int i = 0; i < w; ++i) {
+        weight[i] *= scale;
+        row_sum[i] *= scale;
+      }
+      for (int c = 0; c < C; ++c) {
+        const Dtype* pc = prob + offset + c * inner;
+        const Dtype* hc = H + c;
+        Dtype* dxc = dx + offset + c * inner;
+#pragma omp simd
+        for (int i = 0; i < w; ++i) {
+          dxc[i] = row_sum[i] * pc[i] - weight[i] * hc[rows[i]];
+        }
+      }
+    }
+  }
+}
+
 // One target_clones wrapper per entry point and type: the always-inline
 // bodies above are compiled into each clone with that clone's vector ISA.
 #define CT_DEFINE_CLONES(Dtype)                                               \
@@ -294,6 +442,20 @@ CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, const Dtype* x,
                                           const Dtype* x, const Dtype* y,     \
                                           const Dtype* dy, Dtype* g) {        \
     SoftmaxBetaGradientImpl(s, x, y, dy, g);                                  \
+  }                                                                           \
+  CT_CLONES Dtype InfogainLossForwardClone(const SoftmaxShape& s,             \
+                                           const Dtype* x, const int* rows,   \
+                                           const Dtype* H,                    \
+                                           const Dtype* sum_rows_H,           \
+                                           Dtype* prob) {                     \
+    return InfogainLossForwardImpl(s, x, rows, H, sum_rows_H, prob);          \
+  }                                                                           \
+  CT_CLONES void InfogainLossBackwardClone(const SoftmaxShape& s,             \
+                                           const Dtype* prob, const int* rows,\
+                                           const Dtype* H,                    \
+                                           const Dtype* sum_rows_H,           \
+                                           Dtype scale, Dtype* dx) {          \
+    InfogainLossBackwardImpl(s, prob, rows, H, sum_rows_H, scale, dx);        \
   }
 
 CT_DEFINE_CLONES(float)
@@ -327,6 +489,20 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
   SoftmaxBetaGradientClone(shape, x, y, dy, position_grad);
 }
 
+template <typename Dtype>
+Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
+                             const int* label_rows, const Dtype* H,
+                             const Dtype* sum_rows_H, Dtype* prob) {
+  return InfogainLossForwardClone(shape, x, label_rows, H, sum_rows_H, prob);
+}
+
+template <typename Dtype>
+void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
+                             const int* label_rows, const Dtype* H,
+                             const Dtype* sum_rows_H, Dtype scale, Dtype* dx) {
+  InfogainLossBackwardClone(shape, prob, label_rows, H, sum_rows_H, scale, dx);
+}
+
 #define CT_INSTANTIATE_KERNELS(Dtype)                                         \
   template void SoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,   \
                                          const BetaView<Dtype>&, Dtype*);     \
@@ -338,7 +514,15 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
                                           const BetaView<Dtype>&, Dtype*);    \
   template void SoftmaxBetaGradientCPU<Dtype>(const SoftmaxShape&,            \
                                               const Dtype*, const Dtype*,     \
-                                              const Dtype*, Dtype*);
+                                              const Dtype*, Dtype*);          \
+  template Dtype InfogainLossForwardCPU<Dtype>(const SoftmaxShape&,           \
+                                               const Dtype*, const int*,      \
+                                               const Dtype*, const Dtype*,    \
+                                               Dtype*);                       \
+  template void InfogainLossBackwardCPU<Dtype>(const SoftmaxShape&,           \
+                                               const Dtype*, const int*,      \
+                                               const Dtype*, const Dtype*,    \
+                                               Dtype, Dtype*);
 
 CT_INSTANTIATE_KERNELS(float)
 CT_INSTANTIATE_KERNELS(double)

@@ -142,8 +142,10 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
     const int offset = (pos / inner) * shape_.channels * inner + pos % inner;
     for (int c = 0; c < shape_.channels; ++c) {
       const int j = offset + c * inner;
-      // 0 log 0 = 0; log p may be -inf where p underflowed.
-      if (p[j] > 0) kl[pos] += p[j] * (log_p[j] - log_q[j]);
+      // 0 log 0 = 0; log p may be -inf where p underflowed. `!= 0` rather
+      // than `> 0`: a NaN teacher probability must reach the loss, not be
+      // skipped as if it were 0 (README, NaN policy).
+      if (p[j] != 0) kl[pos] += p[j] * (log_p[j] - log_q[j]);
     }
     kl_sum += kl[pos];
     ++valid_count;

@@ -73,14 +73,15 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Reshape(
   // H from `source` never changes, and its size has just been fixed to C x C:
   // its rows are summed (and its entries checked) on the first call only.
   // A bottom H is summed in every forward pass instead.
-  if (bottom.size() > 2 || sum_rows_H_.count() != C) {
+  if (sum_rows_H_.count() != C) {
     sum_rows_H_.Reshape(vector<int>(1, C));
+    sum_multiplier_.Reshape(vector<int>(1, C));
+    caffe_set(C, Dtype(1), sum_multiplier_.mutable_cpu_data());
     if (bottom.size() < 3) SumRowsOfInfogainCPU(infogain_);
   }
   if (top.size() > 1) top[1]->ReshapeLike(*bottom[0]);
   else prob_.ReshapeLike(*bottom[0]);
   // Memory is only allocated by the path that touches these.
-  log_prob_.ReshapeLike(*bottom[0]);
   label_rows_.resize(shape_.positions());
   position_loss_.Reshape(vector<int>(1, shape_.positions()));
   position_valid_.Reshape(vector<int>(1, shape_.positions()));
@@ -127,14 +128,19 @@ void SoftmaxWithInfogainLossLayer<Dtype>::SumRowsOfInfogainCPU(
   const int C = shape_.channels;
   const Dtype* h = H.cpu_data();
   Dtype* sums = sum_rows_H_.mutable_cpu_data();
+  // A bottom H is summed in every forward pass: one vectorised BLAS pass over
+  // its C x C entries rather than a scalar loop. The same pass validates H
+  // exactly: an inf or NaN entry makes its row's sum inf or NaN (IEEE, and
+  // BLAS is not built with fast-math), so only rows whose sum is not finite
+  // (a bad entry, or finite entries that overflow) are checked entry by entry.
+  caffe_cpu_gemv<Dtype>(CblasNoTrans, C, C, 1, h,
+                        sum_multiplier_.cpu_data(), 0, sums);
   for (int row = 0; row < C; ++row) {
-    Dtype sum = 0;
+    if (std::isfinite(sums[row])) continue;
     for (int col = 0; col < C; ++col) {
       const Dtype value = h[row * C + col];
       if (!std::isfinite(value)) FailOnInfogainEntry(row * C + col, value);
-      sum += value;
     }
-    sums[row] = sum;
   }
 }
 
@@ -142,7 +148,7 @@ template <typename Dtype>
 void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   if (bottom.size() > 2) SumRowsOfInfogainCPU(*bottom[2]);
-  const int C = shape_.channels, inner = shape_.inner;
+  const int C = shape_.channels;
   const Dtype* label = bottom[1]->cpu_data();
   int valid_count = 0;
   for (int pos = 0; pos < shape_.positions(); ++pos) {
@@ -151,33 +157,21 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
       label_rows_[pos] = -1;
       continue;
     }
-    // Also rejects NaN, which fails every comparison.
-    if (!(value >= 0 && value < C && value == std::floor(value))) {
+    // Also rejects NaN, which fails every comparison. The cast only sees
+    // values in [0, C), and unlike std::floor it needs no libm call.
+    if (!(value >= 0 && value < C && value == static_cast<int>(value))) {
       FailOnLabel(pos, value);
     }
     label_rows_[pos] = static_cast<int>(value) * C;
     ++valid_count;
   }
 
-  const Dtype one = 1;
-  const caffe_temperature::BetaView<Dtype> beta = {&one, 0, 0};
-  caffe_temperature::LogSoftmaxForwardCPU(
-      shape_, bottom[0]->cpu_data(), beta, log_prob_.mutable_cpu_data(),
+  const Dtype loss = caffe_temperature::InfogainLossForwardCPU(
+      shape_, bottom[0]->cpu_data(), label_rows_.data(),
+      Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
       Prob(top)->mutable_cpu_data());
-
-  // One dot product per valid position, of H's row with the position's
-  // log p (stride `inner`); BLAS vectorises the contiguous inner == 1 case.
-  const Dtype* h = Infogain(bottom).cpu_data();
-  const Dtype* log_prob = log_prob_.cpu_data();
-  Dtype loss = 0;
-  for (int pos = 0; pos < shape_.positions(); ++pos) {
-    if (label_rows_[pos] < 0) continue;
-    const int o = pos / inner, i = pos % inner;
-    loss -= caffe_cpu_strided_dot(C, h + label_rows_[pos], 1,
-                                  log_prob + o * C * inner + i, inner);
-  }
   normalizer_ = caffe_temperature::LossNormalizer(
-      normalization_, shape_.outer, inner, valid_count);
+      normalization_, shape_.outer, shape_.inner, valid_count);
   top[0]->mutable_cpu_data()[0] = loss / normalizer_;
 }
 
@@ -187,28 +181,11 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
   if (!propagate_down[0]) return;
-  const int C = shape_.channels, inner = shape_.inner;
-  const Dtype scale = top[0]->cpu_diff()[0] / normalizer_;
-  const Dtype* h = Infogain(bottom).cpu_data();
-  const Dtype* sum_rows = sum_rows_H_.cpu_data();
-  const Dtype* prob = Prob(top)->cpu_data();
-  Dtype* diff = bottom[0]->mutable_cpu_diff();
-  // Positions from the forward pass: its labels were validated there.
-  for (int pos = 0; pos < shape_.positions(); ++pos) {
-    const int row = label_rows_[pos];
-    const int offset = (pos / inner) * C * inner + pos % inner;
-    const Dtype* p = prob + offset;
-    Dtype* dx = diff + offset;
-    if (row < 0) {
-      for (int c = 0; c < C; ++c) dx[c * inner] = 0;
-      continue;
-    }
-    const Dtype p_scale = scale * sum_rows[row / C];
-    const Dtype* h_row = h + row;
-    for (int c = 0; c < C; ++c) {
-      dx[c * inner] = p_scale * p[c * inner] - scale * h_row[c];
-    }
-  }
+  // Label rows from the forward pass: its labels were validated there.
+  caffe_temperature::InfogainLossBackwardCPU(
+      shape_, Prob(top)->cpu_data(), label_rows_.data(),
+      Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
+      top[0]->cpu_diff()[0] / normalizer_, bottom[0]->mutable_cpu_diff());
 }
 
 #ifdef CPU_ONLY

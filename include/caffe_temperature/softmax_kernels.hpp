@@ -54,6 +54,24 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
                             const Dtype* y, const Dtype* dy,
                             Dtype* position_grad);
 
+// The infogain loss of SoftmaxWithInfogainLoss (SPEC.md), from the scores x
+// (softmax with beta = 1): writes prob = softmax(x) and returns
+//   -sum_{positions} sum_c H[l, c] log prob_c
+// over the positions whose row offset label_rows[o * inner + i] = l * channels
+// is >= 0 (negative: ignored). sum_rows_H[l] = sum_c H[l, c]. Labels and H
+// must have been validated.
+template <typename Dtype>
+Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
+                             const int* label_rows, const Dtype* H,
+                             const Dtype* sum_rows_H, Dtype* prob);
+
+// dx_c = scale * (prob_c * sum_rows_H[l] - H[l, c]), 0 at ignored positions;
+// label_rows, H and sum_rows_H as above.
+template <typename Dtype>
+void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
+                             const int* label_rows, const Dtype* H,
+                             const Dtype* sum_rows_H, Dtype scale, Dtype* dx);
+
 #ifndef CPU_ONLY
 // The same four operations on device pointers (cuda/softmax_kernels.cu), on
 // Caffe's current stream; BetaView.data is a device pointer there.

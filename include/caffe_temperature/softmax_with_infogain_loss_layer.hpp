@@ -65,7 +65,8 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   Blob<Dtype>* Prob(const vector<Blob<Dtype>*>& top) {
     return top.size() > 1 ? top[1] : &prob_;
   }
-  /// Checks every entry of H on the host and sums its rows into sum_rows_H_.
+  /// Sums the rows of H into sum_rows_H_ on the host and checks that every
+  /// entry of H is finite.
   void SumRowsOfInfogainCPU(const Blob<Dtype>& H);
   /// The LOG(FATAL)s that both paths share, so that messages agree.
   void FailOnLabel(int position, Dtype value) const;
@@ -85,10 +86,10 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   /// sum_k H[l, k] for every l: computed once per H (at setup for `source`,
   /// once per forward pass for bottom[2]), never per position.
   Blob<Dtype> sum_rows_H_;
+  /// CPU: C ones; H times this vector is sum_rows_H_ (one BLAS call).
+  Blob<Dtype> sum_multiplier_;
   /// Probabilities when the layer has no prob top.
   Blob<Dtype> prob_;
-  /// log p, written by the CPU log-softmax.
-  Blob<Dtype> log_prob_;
   /// CPU: the H row offset (l * C) of each position, -1 where ignored.
   vector<int> label_rows_;
   /// GPU: per position loss and validity (1 or 0), summed by one block.

@@ -14,13 +14,14 @@ from __future__ import annotations
 from caffe_temperature._loader import load_plugin, plugin_path
 
 __version__ = "0.1.0"
-__all__ = ["load_plugin", "plugin_path", "layer_types"]
+__all__ = ["load_plugin", "plugin_path", "layer_types", "sample"]
 
 _PLUGIN = load_plugin()
 
 # The pybind11 module links the plugin, so it is imported only once the loader
 # has checked which Caffe is in the process.
 from caffe_temperature import _native  # noqa: E402
+from caffe_temperature.sampling import sample  # noqa: E402
 
 
 def layer_types() -> list[str]:

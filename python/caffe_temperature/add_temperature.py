@@ -495,7 +495,12 @@ def atomic_write(path: Path, data: bytes) -> None:
     """
     target = Path(os.path.realpath(path))
     try:
-        write_replacing(target, data)
+        if target.exists() and not target.is_file():
+            # A device or FIFO (-o /dev/stdout): renaming over it would replace it.
+            with open(target, "wb") as handle:
+                handle.write(data)
+        else:
+            write_replacing(target, data)
     except OSError as err:
         raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
 
@@ -607,8 +612,11 @@ def write_outputs(
     elif args.output is not None:
         atomic_write(args.output, text)
     else:
-        stdout.write(text.decode("utf-8"))
-        stdout.flush()
+        try:
+            stdout.write(text.decode("utf-8"))
+            stdout.flush()
+        except OSError as err:
+            raise WriteError(f"cannot write the net to standard output: {err.strerror or err}") from None
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -48,3 +48,132 @@ def make_net(caffe, tmp_path: Path) -> Callable[..., object]:
         return caffe.Net(str(path), phase)
 
     return build
+
+
+# --------------------------------------------------------------------------
+# Nets that are expected to stop the process. Layer errors are glog FATALs,
+# which abort(): such a net has to run in a Python of its own.
+
+_ISOLATED_SCRIPT = """\
+import sys
+import numpy as np
+import caffe
+import caffe_temperature  # noqa: F401
+caffe.set_mode_cpu()
+prototxt, arrays, backward = sys.argv[1], np.load(sys.argv[2]), sys.argv[3] == "1"
+net = caffe.Net(prototxt, caffe.TRAIN if backward else caffe.TEST)
+for name in arrays.files:
+    net.blobs[name].reshape(*arrays[name].shape)
+    net.blobs[name].data[...] = arrays[name]
+net.forward()
+if backward:
+    net.backward()
+for name in net.outputs:
+    if net.blobs[name].count == 1:
+        print(f"output {name} = {float(net.blobs[name].data.flat[0])!r}")
+print("finished without error")
+"""
+
+
+def run_net_isolated(
+    net_text: str,
+    inputs: dict[str, "np.ndarray"],
+    tmp_path: Path,
+    *,
+    backward: bool = False,
+    timeout: float = 60,
+) -> "subprocess.CompletedProcess[str]":
+    """Builds the net in a fresh Python, fills its inputs, runs forward (and backward).
+
+    Returns the finished process: a glog FATAL shows as a non-zero exit status
+    with the message in stderr; a clean run prints "output NAME = VALUE" for
+    each scalar output (losses) and then "finished without error".
+    """
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    prototxt = tmp_path / "isolated.prototxt"
+    prototxt.write_text(net_text)
+    arrays = tmp_path / "isolated_inputs.npz"
+    np.savez(arrays, **{name: np.asarray(value, dtype=np.float32) for name, value in inputs.items()})
+    # glog writes FATAL messages whatever GLOG_minloglevel says; keep stderr short.
+    env = dict(os.environ, GLOG_minloglevel="2")
+    return subprocess.run(
+        [sys.executable, "-c", _ISOLATED_SCRIPT, str(prototxt), str(arrays), "1" if backward else "0"],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def run_net_forked(
+    net_text: str,
+    inputs: dict[str, "np.ndarray"],
+    tmp_path: Path,
+    *,
+    backward: bool = False,
+    timeout: int = 60,
+) -> "subprocess.CompletedProcess[str]":
+    """run_net_isolated in a fork of this process (pycaffe already loaded).
+
+    The same contract, about 50 times cheaper than starting a Python: the
+    child writes its stdout/stderr (glog included) to files and leaves with
+    os._exit, so nothing of the parent's (pytest's) state is flushed twice.
+    """
+    import signal
+    import subprocess
+    import sys
+    import traceback
+
+    import numpy as np
+
+    prototxt = tmp_path / "forked.prototxt"
+    prototxt.write_text(net_text)
+    out_path, err_path = tmp_path / "forked.stdout", tmp_path / "forked.stderr"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            signal.alarm(timeout)  # a hang becomes SIGALRM, not a stuck test run
+            for fd, path in ((1, out_path), (2, err_path)):
+                target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(target, fd)
+                os.close(target)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            import caffe
+
+            caffe.set_mode_cpu()
+            net = caffe.Net(str(prototxt), caffe.TRAIN if backward else caffe.TEST)
+            for name, value in inputs.items():
+                value = np.asarray(value, dtype=np.float32)
+                net.blobs[name].reshape(*value.shape)
+                net.blobs[name].data[...] = value
+            net.forward()
+            if backward:
+                net.backward()
+            for name in net.outputs:
+                if net.blobs[name].count == 1:
+                    print(f"output {name} = {float(net.blobs[name].data.flat[0])!r}")
+            print("finished without error")
+            sys.stdout.flush()
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return subprocess.CompletedProcess(
+        args=["fork", str(prototxt)], returncode=os.waitstatus_to_exitcode(status),
+        stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"))
+
+
+@pytest.fixture
+def run_isolated(caffe, tmp_path: Path) -> Callable[..., "subprocess.CompletedProcess[str]"]:
+    """A net that may abort, run in a fork (run_net_forked) bound to this test's tmp_path."""
+
+    def run(net_text: str, inputs: dict[str, "np.ndarray"], *, backward: bool = False):
+        return run_net_forked(net_text, inputs, tmp_path, backward=backward)
+
+    return run

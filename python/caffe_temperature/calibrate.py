@@ -1,0 +1,467 @@
+"""Fit a softmax temperature on held-out data (temperature scaling, Guo et al. 2017).
+
+One scalar T > 0 divides the logits, softmax(z / T); it is fitted by minimising
+the negative log-likelihood of held-out labels. Dividing by T > 0 never changes
+the argmax, so accuracy stays what it was while the probabilities become
+calibrated (an over-confident net gets T > 1).
+
+The logits come from files (``--logits L.npy --labels Y.npy``) or from running
+a deploy net through pycaffe (``--deploy``, ``--weights``, ``--data``). The
+tool prints NLL, expected calibration error (ECE, 15 equal-width confidence
+bins) and accuracy before and after, and can write a JSON summary, a
+reliability diagram and, with ``--apply``, the calibrated deploy net (through
+add_temperature's rewrite: a frozen Scale(1/T) in front of the Softmax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import numpy as np
+
+from caffe_temperature import add_temperature as at
+from caffe_temperature.add_temperature import EXIT_ERROR, EXIT_IO_ERROR, ToolError, WriteError
+
+PROG = "python -m caffe_temperature.calibrate"
+BINS = 15
+T_BOUNDS = (1e-2, 1e2)
+LABEL_KEYS = ("labels", "label", "y")
+LOGIT_KEYS = ("logits", "scores", "x")
+
+EPILOG = """\
+examples:
+  %(prog)s --logits val_logits.npy --labels val_labels.npy --json T.json --plot reliability.png
+
+  %(prog)s --deploy deploy.prototxt --weights model.caffemodel --data val.npz \\
+      --apply deploy.prototxt -o deploy_calibrated.prototxt
+
+input files: .npy, or .npz (logits under 'logits', labels under 'labels' or
+'label', or a file's only array). --data is an .npz holding the input blob's
+array (named like the blob, --input, or 'data') and the labels ('labels' or
+'label'), unless --labels is given. HDF5 files (.h5, .hdf5) are read the
+same way, one top-level dataset per array, as Caffe's HDF5Data layer stores them.
+
+T is fitted in [0.01, 100] and is relative to the logits it was fitted on: with
+--deploy the default blob is the input of the last Softmax (behind any
+temperature Scale add_temperature put there), so --apply sets the absolute T.
+
+exit status: 0 on success, 2 for bad arguments or input (nothing is written),
+1 when a file cannot be written.
+"""
+
+
+# --------------------------------------------------------------------------
+# The maths
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log softmax, stable for any finite logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the labels under softmax(logits / T)."""
+    log_p = log_softmax(logits / temperature)
+    return float(-log_p[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = T_BOUNDS) -> float:
+    """The T in ``bounds`` that minimises the NLL (bounded Brent search on log T)."""
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(
+        lambda log_t: nll(logits, labels, math.exp(log_t)),
+        bounds=(math.log(bounds[0]), math.log(bounds[1])),
+        method="bounded",
+        options={"xatol": 1e-7},
+    )
+    fitted = math.exp(float(result.x))
+    # NLL is unimodal in log T; never report a T worse than leaving the net alone.
+    return fitted if nll(logits, labels, fitted) <= nll(logits, labels, 1.0) else 1.0
+
+
+@dataclass(frozen=True)
+class Bins:
+    """Per confidence bin (lower, upper]: examples, mean confidence, accuracy."""
+
+    edges: list[float]
+    count: list[int]
+    confidence: list[float]
+    accuracy: list[float]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    nll: float
+    ece: float
+    accuracy: float
+
+
+def reliability(logits: np.ndarray, labels: np.ndarray, temperature: float, bins: int = BINS) -> Bins:
+    probs = np.exp(log_softmax(logits / temperature))
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(index, weights=confidence, minlength=bins) / count
+        acc = np.bincount(index, weights=correct, minlength=bins) / count
+    empty = count == 0
+    return Bins(edges.tolist(), count.tolist(), np.where(empty, 0.0, conf).tolist(),
+                np.where(empty, 0.0, acc).tolist())
+
+
+def expected_calibration_error(bins: Bins) -> float:
+    """sum_b |B_b| / N * |accuracy(B_b) - confidence(B_b)|."""
+    count = np.asarray(bins.count, dtype=np.float64)
+    gap = np.abs(np.asarray(bins.accuracy) - np.asarray(bins.confidence))
+    return float((count * gap).sum() / count.sum())
+
+
+def metrics(logits: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[Metrics, Bins]:
+    bins = reliability(logits, labels, temperature)
+    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+    return Metrics(nll(logits, labels, temperature), expected_calibration_error(bins), accuracy), bins
+
+
+# --------------------------------------------------------------------------
+# Reading and checking inputs
+
+
+def load_array(path: Path, keys: Sequence[str], what: str) -> np.ndarray:
+    """An array from .npy, or from .npz / HDF5 under the first of ``keys`` present (or its only array)."""
+    try:
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            return load_hdf5(path, keys, what)
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return np.asarray(loaded)
+        with loaded:
+            return loaded[pick(list(loaded.files), keys, path, what)]
+    except (OSError, ValueError, EOFError) as err:
+        raise ToolError(f"cannot read {what} from {path}: {getattr(err, 'strerror', None) or err}") from None
+
+
+def load_hdf5(path: Path, keys: Sequence[str], what: str) -> np.ndarray:
+    """The HDF5 layout Caffe's HDF5Data layer reads: one top-level dataset per blob."""
+    import h5py
+
+    with h5py.File(path, "r") as archive:
+        names = [name for name, item in archive.items() if isinstance(item, h5py.Dataset)]
+        return np.asarray(archive[pick(names, keys, path, what)][()])
+
+
+def pick(names: Sequence[str], keys: Sequence[str], path: Path, what: str) -> str:
+    """The first of ``keys`` among ``names``, or the only name."""
+    for key in keys:
+        if key in names:
+            return key
+    if len(names) == 1:
+        return names[0]
+    raise ToolError(f"{path}: no {what} array; looked for {', '.join(map(repr, keys))}, it holds "
+                    f"{', '.join(map(repr, names)) or 'nothing'}")
+
+
+def as_logits(raw: np.ndarray) -> np.ndarray:
+    """N x C float64 logits (N x C x 1 x 1 accepted); finite, C >= 2, N >= 1."""
+    logits = np.asarray(raw)
+    while logits.ndim > 2 and logits.shape[-1] == 1:
+        logits = logits[..., 0]
+    if logits.ndim != 2:
+        raise ToolError(f"logits must be N x C (one row per example), got shape {np.shape(raw)}")
+    if logits.shape[0] == 0 or logits.shape[1] < 2:
+        raise ToolError(f"logits must hold at least 1 example and 2 classes, got shape {logits.shape}")
+    if not np.issubdtype(logits.dtype, np.number) or np.issubdtype(logits.dtype, np.complexfloating):
+        raise ToolError(f"logits must be real numbers, got dtype {logits.dtype}")
+    logits = logits.astype(np.float64)
+    bad = np.argwhere(~np.isfinite(logits))
+    if bad.size:
+        row, col = bad[0]
+        raise ToolError(f"logits[{row}, {col}] is {logits[row, col]}: logits must be finite "
+                        f"({len(bad)} non-finite value(s))")
+    return logits
+
+
+def as_labels(raw: np.ndarray, examples: int, classes: int) -> np.ndarray:
+    """N integer labels in [0, C) (integer-valued floats, as Caffe stores them, are accepted)."""
+    labels = np.asarray(raw)
+    if labels.ndim > 1 and labels.size == labels.shape[0]:
+        labels = labels.reshape(-1)
+    if labels.ndim != 1:
+        raise ToolError(f"labels must be a vector of N class indices, got shape {np.shape(raw)}")
+    if len(labels) != examples:
+        raise ToolError(f"{examples} rows of logits but {len(labels)} labels: lengths must match")
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise ToolError(f"labels must be integers, got dtype {labels.dtype}")
+    values = labels.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)) | (values < 0) | (values >= classes))
+    if bad.size:
+        i = int(bad[0])
+        raise ToolError(f"labels[{i}] is {labels[i]}: labels must be integers in [0, {classes}) "
+                        f"({bad.size} bad label(s))")
+    return values.astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# Logits from a deploy net
+
+
+def default_blob(net: "at.caffe_pb2.NetParameter", source: str) -> str:
+    """The logits blob: the input of the last Softmax, behind its temperature Scale if it has one."""
+    indices = [i for i, layer in enumerate(net.layer) if at.is_softmax(layer)]
+    if not indices:
+        raise ToolError(f"{source} has no Softmax layer; name the logits blob with --blob")
+    scale = at.own_scale_index(net, indices[-1])
+    layer = net.layer[indices[-1] if scale is None else scale]
+    return layer.bottom[0]
+
+
+def read_deploy(path: Path) -> "at.caffe_pb2.NetParameter":
+    data, source = at.read_input(path, sys.stdin)
+    net = at.parse_net(at.decode_text(data, source), source)
+    return at.upgrade_legacy(net, source) if at.is_legacy(net) else net
+
+
+def load_data(args: argparse.Namespace, input_name: str) -> tuple[np.ndarray, np.ndarray]:
+    data = load_array(args.data, (input_name, "data"), "input")
+    if args.labels is not None:
+        labels = load_array(args.labels, LABEL_KEYS, "labels")
+    else:
+        labels = load_array(args.data, LABEL_KEYS, "labels")
+    if data.ndim < 1 or len(data) == 0:
+        raise ToolError(f"{args.data}: the input array holds no examples (shape {data.shape})")
+    return data, labels
+
+
+def forward_logits(net, input_name: str, blob: str, data: np.ndarray, batch_size: int, quiet: bool) -> np.ndarray:
+    """Run ``data`` through ``net`` in batches and collect ``blob``."""
+    from tqdm import tqdm
+
+    chunks = []
+    with tqdm(total=len(data), unit="ex", disable=quiet, file=sys.stderr, desc="forward") as progress:
+        for start in range(0, len(data), batch_size):
+            batch = data[start:start + batch_size]
+            net.blobs[input_name].reshape(*batch.shape)
+            net.blobs[input_name].data[...] = batch
+            net.reshape()
+            net.forward()
+            chunks.append(net.blobs[blob].data.copy())
+            progress.update(len(batch))
+    return np.concatenate(chunks)
+
+
+def deploy_logits(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
+    import caffe
+
+    import caffe_temperature  # noqa: F401  (registers the plugin's layers)
+
+    proto = read_deploy(args.deploy)
+    blob = args.blob or default_blob(proto, str(args.deploy))
+    if not args.weights.is_file():
+        raise ToolError(f"cannot read {args.weights}: no such file")
+    caffe.set_mode_cpu()
+    try:
+        net = caffe.Net(str(args.deploy), caffe.TEST, weights=str(args.weights))
+    except Exception as err:  # pycaffe's errors have no common type; report them on one line
+        raise ToolError(f"{args.deploy}: pycaffe cannot load the net with {args.weights}: {err}") from None
+    input_name = args.input or (net.inputs[0] if net.inputs else "")
+    if input_name not in net.blobs:
+        raise ToolError(f"{args.deploy}: no input blob {input_name!r}; name it with --input")
+    if blob not in net.blobs:
+        raise ToolError(f"{args.deploy}: no blob {blob!r} (blobs: {', '.join(net.blobs)})")
+    data, labels = load_data(args, input_name)
+    expected = net.blobs[input_name].data.shape[1:]
+    if tuple(data.shape[1:]) != tuple(expected):
+        raise ToolError(f"{args.data}: examples have shape {data.shape[1:]}, input blob {input_name!r} "
+                        f"wants {tuple(expected)}")
+    logits = forward_logits(net, input_name, blob, data.astype(np.float32), args.batch_size, args.quiet)
+    return logits, labels, f"{args.deploy} blob {blob!r}"
+
+
+# --------------------------------------------------------------------------
+# Outputs
+
+
+def reliability_png(before: Bins, after: Bins, temperature: float) -> bytes:
+    """Reliability diagrams before and after, side by side, as PNG bytes (Agg, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.6), dpi=100)
+    FigureCanvasAgg(figure)
+    for position, (bins, title) in enumerate(((before, "before (T = 1)"), (after, f"after (T = {temperature:.3g})"))):
+        axes = figure.add_subplot(1, 2, position + 1)
+        edges = np.asarray(bins.edges)
+        width = np.diff(edges)
+        filled = np.asarray(bins.count) > 0
+        axes.bar(edges[:-1][filled], np.asarray(bins.accuracy)[filled], width=width[filled], align="edge",
+                 edgecolor="black", color="tab:blue", label="accuracy")
+        axes.bar(edges[:-1][filled], (np.asarray(bins.confidence) - np.asarray(bins.accuracy))[filled],
+                 bottom=np.asarray(bins.accuracy)[filled], width=width[filled], align="edge",
+                 color="tab:red", alpha=0.35, edgecolor="tab:red", label="gap to confidence")
+        axes.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+        ece = expected_calibration_error(bins)
+        axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
+                 title=f"{title}: ECE {ece:.4f}")
+        axes.legend(loc="upper left")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def summary(temperature: float, before: tuple[Metrics, Bins], after: tuple[Metrics, Bins],
+            logits: np.ndarray, source: str) -> dict:
+    return {
+        "temperature": temperature,
+        "inverse_temperature": 1.0 / temperature,
+        "source": source,
+        "examples": int(logits.shape[0]),
+        "classes": int(logits.shape[1]),
+        "bins": BINS,
+        "before": asdict(before[0]),
+        "after": asdict(after[0]),
+        "reliability": {"before": asdict(before[1]), "after": asdict(after[1])},
+    }
+
+
+def report(result: dict) -> str:
+    rows = [("before", 1.0, result["before"]), ("after", result["temperature"], result["after"])]
+    lines = [f"{result['source']}: {result['examples']} examples, {result['classes']} classes",
+             f"{'':<20}{'NLL':>9}{'ECE':>9}{'accuracy':>10}"]
+    for name, temperature, m in rows:
+        lines.append(f"{name + f' (T = {temperature:.4g})':<20}{m['nll']:>9.4f}{m['ece']:>9.4f}{m['accuracy']:>10.4f}")
+    lines.append(f"fitted T = {result['temperature']:.6g} (1/T = {result['inverse_temperature']:.6g})")
+    return "\n".join(lines)
+
+
+def calibrated_deploy(path: Path, temperature: float, fused: bool) -> tuple[bytes, list[str]]:
+    """The deploy net with softmax(logits / T), through add_temperature's rewrite."""
+    net = read_deploy(path)
+    rewrite = at.add_temperature(net, temperature, fused=fused, source=str(path))
+    return at.render(rewrite.net).encode("utf-8"), list(rewrite.notes)
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("held-out logits from files")
+    source.add_argument("--logits", type=Path, metavar="L.npy", help="N x C logits (.npy or .npz)")
+    source.add_argument("--labels", type=Path, metavar="Y.npy", help="N labels in [0, C) (.npy or .npz)")
+    net = parser.add_argument_group("or from a deploy net run through pycaffe (CPU)")
+    net.add_argument("--deploy", type=Path, metavar="PROTOTXT", help="the deploy net")
+    net.add_argument("--weights", type=Path, metavar="CAFFEMODEL", help="its trained weights")
+    net.add_argument("--data", type=Path, metavar="X.npz", help="held-out inputs (and labels), .npz or .npy")
+    net.add_argument("--input", metavar="BLOB", help="input blob (default: the net's first input)")
+    net.add_argument("--blob", metavar="BLOB",
+                     help="logits blob (default: the bottom of the last Softmax, behind its temperature Scale)")
+    net.add_argument("--batch-size", type=positive_int, default=64, help="examples per forward pass (default 64)")
+    net.add_argument("--quiet", action="store_true", help="no progress bar")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--json", type=Path, metavar="OUT.json", help="summary; its key 'temperature' is the fitted T")
+    out.add_argument("--plot", type=Path, metavar="OUT.png", help="reliability diagram, before and after")
+    out.add_argument("--apply", type=Path, metavar="DEPLOY",
+                     help="write this deploy net with the fitted T (add_temperature's rewrite) to -o")
+    out.add_argument("-o", "--output", type=Path, metavar="OUT.prototxt", help="where --apply writes")
+    out.add_argument("--fused", action="store_true", help="with --apply: TemperatureSoftmax instead of Scale + Softmax")
+    return parser
+
+
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.logits is not None and args.deploy is not None:
+        parser.error("give either --logits or --deploy, not both")
+    if args.logits is None and args.deploy is None:
+        parser.error("give --logits L.npy --labels Y.npy, or --deploy, --weights and --data")
+    if args.logits is not None:
+        extra = [name for name in ("weights", "data", "input", "blob") if getattr(args, name) is not None]
+        if args.labels is None:
+            parser.error("--logits needs --labels")
+        if extra:
+            parser.error(f"--{extra[0]} goes with --deploy, not --logits")
+    if args.deploy is not None and (args.weights is None or args.data is None):
+        parser.error("--deploy needs --weights and --data")
+    if (args.apply is None) != (args.output is None):
+        parser.error("--apply DEPLOY and -o OUT.prototxt go together")
+    if args.fused and args.apply is None:
+        parser.error("--fused goes with --apply")
+    if args.apply is not None and at.same_file(args.output, args.apply):
+        parser.error("-o names the --apply input; write the calibrated net to a new file")
+
+
+def collect(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
+    if args.deploy is not None:
+        raw_logits, raw_labels, source = deploy_logits(args)
+    else:
+        raw_logits = load_array(args.logits, LOGIT_KEYS, "logits")
+        raw_labels = load_array(args.labels, LABEL_KEYS, "labels")
+        source = str(args.logits)
+    logits = as_logits(raw_logits)
+    return logits, as_labels(raw_labels, *logits.shape), source
+
+
+def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    logits, labels, source = collect(args)
+    temperature = fit_temperature(logits, labels)
+    before, after = metrics(logits, labels, 1.0), metrics(logits, labels, temperature)
+    result = summary(temperature, before, after, logits, source)
+    notes = []
+    if min(abs(math.log(temperature / bound)) for bound in T_BOUNDS) < 1e-3:
+        notes.append(f"T = {temperature:.4g} is at the edge of the search range {T_BOUNDS}; the logits may be degenerate")
+    outputs: list[tuple[Path, bytes]] = []
+    if args.apply is not None:
+        text, rewrite_notes = calibrated_deploy(args.apply, temperature, args.fused)
+        outputs.append((args.output, text))
+        notes.extend(rewrite_notes)
+    if args.json is not None:
+        outputs.append((args.json, (json.dumps(result, indent=2) + "\n").encode("utf-8")))
+    if args.plot is not None:
+        outputs.append((args.plot, reliability_png(before[1], after[1], temperature)))
+    for path, data in outputs:  # every output is built before the first write
+        at.atomic_write(path, data)
+    print(report(result), file=stdout)
+    for path, _ in outputs:
+        print(f"wrote {path}", file=stdout)
+    for note in notes:
+        print(f"{PROG}: {note}", file=stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(args, parser)
+    try:
+        return run(args, sys.stdout, sys.stderr)
+    except ToolError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except WriteError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_IO_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

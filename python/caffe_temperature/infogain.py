@@ -1,0 +1,310 @@
+"""Build, check and write infogain matrices H for SoftmaxWithInfogainLoss.
+
+The loss for an example of class l is ``-sum_c H[l, c] log p_c``: H holds
+*rewards* (similarities), not costs. Row l says how much credit each predicted
+class earns for an example of class l; H = I is plain cross-entropy.
+
+Four sources:
+
+``counts``    class weights by inverse frequency, ``H = diag(w)`` with
+              ``w_c = N / (C * n_c)`` (N examples, C classes, n_c of class c).
+              This is the "balanced" weighting: ``sum_c n_c w_c = N``, so on the
+              training distribution the loss keeps the scale of plain
+              cross-entropy while every class contributes equally in total.
+``cost``      a cost or distance matrix D (D[l, c] >= 0, D[l, l] = 0) turned into
+              similarities: ``--transform exp`` (default) gives
+              ``H = exp(-D / scale)`` (scale defaults to the mean off-diagonal
+              D), ``--transform linear`` gives ``H = 1 - D / max(D)``. Either way
+              the diagonal is 1 and closer classes earn more partial credit.
+``matrix``    H itself from a CSV (comma- or whitespace-separated) or .npy file.
+``identity``  H = I (C x C).
+
+Every H is checked (square, finite, non-negative, no all-zero row, the class
+count given with --classes) and written as the BlobProto of shape (1, 1, C, C)
+that ``infogain_loss_param { source: "H.binaryproto" }`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import numpy as np
+
+from caffe_temperature.add_temperature import EXIT_ERROR, EXIT_IO_ERROR, ToolError, WriteError, atomic_write
+
+PROG = "python -m caffe_temperature.infogain"
+
+EPILOG = """\
+examples:
+  %(prog)s counts 900 90 10 -o H.binaryproto --print
+      H = diag(N / (C * n_c)) = diag(0.3704, 3.704, 33.33) for N = 1000, C = 3.
+  %(prog)s cost --csv distances.csv --transform exp --scale 2 -o H.binaryproto --plot H.png
+  %(prog)s matrix --csv H.csv --classes 10 -o H.binaryproto
+  %(prog)s identity --classes 5 -o H.binaryproto
+
+then, in the training net:
+  layer { type: "SoftmaxWithInfogainLoss" bottom: "logits" bottom: "label" top: "loss"
+          infogain_loss_param { source: "H.binaryproto" } }
+
+exit status: 0 on success, 2 for bad arguments or input (nothing is written),
+1 when a file cannot be written.
+"""
+
+
+# --------------------------------------------------------------------------
+# Building H
+
+
+def from_counts(counts: Sequence[float]) -> np.ndarray:
+    """H = diag(w), w_c = N / (C * n_c): inverse class frequency, balanced so that sum_c n_c w_c = N."""
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or n.size < 2:
+        raise ToolError(f"need the counts of at least 2 classes, got {n.size}")
+    check_finite_nonnegative(n, "class counts")
+    empty = np.flatnonzero(n == 0)
+    if empty.size:
+        raise ToolError(f"class {int(empty[0])} has count 0: its inverse frequency is undefined "
+                        "(drop the class or give it a count)")
+    weights = n.sum() / (n.size * n)
+    return np.diag(weights)
+
+
+def from_cost(cost: np.ndarray, transform: str, scale: float | None = None) -> np.ndarray:
+    """Similarities from a cost/distance matrix D: exp(-D / scale) or 1 - D / max(D)."""
+    check_square(cost, "cost matrix")
+    check_finite_nonnegative(cost, "cost matrix")
+    diagonal = np.diagonal(cost)
+    if np.any(diagonal != 0):
+        index = int(np.flatnonzero(diagonal)[0])
+        raise ToolError(f"cost matrix: D[{index},{index}] = {diagonal[index]:g}, but a class is at cost 0 "
+                        "from itself (the diagonal must be 0)")
+    off = cost[~np.eye(len(cost), dtype=bool)]
+    if not np.any(off > 0):
+        raise ToolError("cost matrix is all zero: every class would earn full credit for every label")
+    if transform == "linear":
+        if scale is not None:
+            raise ToolError("--scale applies to --transform exp only")
+        return 1.0 - cost / cost.max()
+    if scale is None:
+        scale = float(off.mean())
+    if not np.isfinite(scale) or scale <= 0:
+        raise ToolError(f"--scale must be finite and > 0, got {scale:g}")
+    return np.exp(-cost / scale)
+
+
+def identity(classes: int) -> np.ndarray:
+    if classes < 2:
+        raise ToolError(f"need at least 2 classes, got {classes}")
+    return np.eye(classes)
+
+
+# --------------------------------------------------------------------------
+# Checking
+
+
+def check_square(matrix: np.ndarray, what: str) -> None:
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ToolError(f"{what} must be square (C x C), got shape {matrix.shape}")
+    if matrix.shape[0] < 2:
+        raise ToolError(f"{what} must have at least 2 classes, got {matrix.shape[0]}")
+
+
+def check_finite_nonnegative(values: np.ndarray, what: str) -> None:
+    bad = np.argwhere(~np.isfinite(values))
+    if bad.size:
+        where = ",".join(map(str, bad[0]))
+        raise ToolError(f"{what}: entry [{where}] is {values[tuple(bad[0])]}, must be finite")
+    negative = np.argwhere(values < 0)
+    if negative.size:
+        where = ",".join(map(str, negative[0]))
+        raise ToolError(f"{what}: entry [{where}] is {values[tuple(negative[0])]:g}, must be >= 0")
+
+
+def validate(h: np.ndarray, classes: int | None = None) -> np.ndarray:
+    """H as float32 after the checks SoftmaxWithInfogainLoss relies on."""
+    check_square(h, "H")
+    check_finite_nonnegative(h, "H")
+    if classes is not None and h.shape[0] != classes:
+        raise ToolError(f"H is {h.shape[0]} x {h.shape[0]} but --classes is {classes}")
+    empty = np.flatnonzero(~h.any(axis=1))
+    if empty.size:
+        raise ToolError(f"H row {int(empty[0])} is all zero: examples of class {int(empty[0])} would add no loss "
+                        "(use loss_param { ignore_label } to skip a class)")
+    with np.errstate(over="ignore"):  # reported just below
+        h32 = h.astype(np.float32)
+    if not np.all(np.isfinite(h32)):
+        raise ToolError("H has entries too large for float32")
+    return h32
+
+
+# --------------------------------------------------------------------------
+# Files
+
+
+def read_matrix(path: Path) -> np.ndarray:
+    """A 2-D float matrix from .npy, or from CSV/whitespace-separated text."""
+    try:
+        if path.suffix == ".npy":
+            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ToolError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    return parse_csv(text, str(path))
+
+
+def parse_csv(text: str, source: str) -> np.ndarray:
+    rows = [line.replace(",", " ").split() for line in text.splitlines()]
+    rows = [row for row in rows if row and not row[0].startswith("#")]
+    if not rows:
+        raise ToolError(f"{source}: no numbers")
+    widths = {len(row) for row in rows}
+    if len(widths) != 1:
+        raise ToolError(f"{source}: rows have different lengths {sorted(widths)}")
+    try:
+        return np.array([[float(value) for value in row] for row in rows])
+    except ValueError as err:
+        raise ToolError(f"{source}: {err}") from None
+
+
+def to_binaryproto(h: np.ndarray) -> bytes:
+    """The serialized BlobProto (shape 1 x 1 x C x C) that infogain_loss_param.source reads."""
+    import caffe.io
+
+    return caffe.io.array_to_blobproto(h.reshape(1, 1, *h.shape)).SerializeToString()
+
+
+def read_binaryproto(path: Path) -> np.ndarray:
+    """H back from a binaryproto, as C x C (round trip through Caffe's BlobProto)."""
+    import caffe.io
+    from caffe.proto import caffe_pb2
+
+    blob = caffe_pb2.BlobProto()
+    blob.ParseFromString(path.read_bytes())
+    array = caffe.io.blobproto_to_array(blob)
+    side = int(round(np.sqrt(array.size)))
+    return array.reshape(side, side)
+
+
+def format_matrix(h: np.ndarray) -> str:
+    with np.printoptions(precision=4, suppress=True, linewidth=120):
+        return f"H ({h.shape[0]} x {h.shape[1]}):\n{h}"
+
+
+def plot_png(h: np.ndarray, title: str) -> bytes:
+    """A heat map of H as PNG bytes (Agg canvas, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(h, cmap="viridis")
+    figure.colorbar(image, ax=axes)
+    axes.set_xlabel("predicted class c")
+    axes.set_ylabel("label l")
+    axes.set_title(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text!r}")
+    return value
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, metavar="H.binaryproto",
+                        help="write H here (the file infogain_loss_param.source reads)")
+    parser.add_argument("--print", dest="print_matrix", action="store_true", help="print H")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="write a heat map of H")
+    parser.add_argument("--classes", type=int, metavar="C", help="check that H is C x C")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="source", required=True, metavar="{counts,cost,matrix,identity}")
+    counts = sub.add_parser("counts", help="H = diag(N / (C * n_c)) from class counts")
+    group = counts.add_mutually_exclusive_group(required=True)
+    group.add_argument("counts", nargs="*", type=float, default=[], metavar="N_C", help="examples per class")
+    group.add_argument("--labels", type=Path, metavar="FILE",
+                       help="count the integer labels in a .npy or text file instead")
+    cost = sub.add_parser("cost", help="H = exp(-D / scale) or 1 - D / max(D) from a cost/distance matrix")
+    cost.add_argument("--csv", type=Path, required=True, metavar="FILE", help="D as CSV or .npy")
+    cost.add_argument("--transform", choices=("exp", "linear"), default="exp")
+    cost.add_argument("--scale", type=positive_float, help="for exp (default: mean off-diagonal D)")
+    matrix = sub.add_parser("matrix", help="H itself from a CSV or .npy file")
+    matrix.add_argument("--csv", type=Path, required=True, metavar="FILE", help="H as CSV or .npy")
+    sub.add_parser("identity", help="H = I (needs --classes)")
+    for child in sub.choices.values():
+        add_output_options(child)
+    return parser
+
+
+def label_counts(path: Path) -> list[float]:
+    labels = read_matrix(path).ravel()
+    if labels.size == 0 or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)) or labels.min() < 0:
+        raise ToolError(f"{path}: labels must be non-negative integers")
+    return np.bincount(labels.astype(np.int64)).astype(float).tolist()
+
+
+def build_h(args: argparse.Namespace) -> np.ndarray:
+    if args.source == "counts":
+        return from_counts(label_counts(args.labels) if args.labels else args.counts)
+    if args.source == "cost":
+        return from_cost(read_matrix(args.csv), args.transform, args.scale)
+    if args.source == "matrix":
+        return read_matrix(args.csv)
+    if args.classes is None:
+        raise ToolError("identity needs --classes C")
+    return identity(args.classes)
+
+
+def run(args: argparse.Namespace, stdout: TextIO) -> int:
+    if args.output is None and args.plot is None and not args.print_matrix:
+        raise ToolError("nothing to do: give -o H.binaryproto, --print or --plot PNG")
+    h = validate(build_h(args), args.classes)
+    outputs = []
+    if args.output is not None:
+        outputs.append((args.output, to_binaryproto(h)))
+    if args.plot is not None:
+        outputs.append((args.plot, plot_png(h, f"infogain H ({args.source})")))
+    for path, data in outputs:  # everything is built before the first write
+        atomic_write(path, data)
+    if args.print_matrix:
+        print(format_matrix(h), file=stdout)
+    for path, _ in outputs:
+        print(f"wrote {path}", file=stdout)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args, sys.stdout)
+    except ToolError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except WriteError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_IO_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
