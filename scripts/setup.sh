@@ -41,7 +41,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev
   libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
-  libboost-python-dev libgtest-dev python3-dev python3-venv
+  libboost-python-dev libgtest-dev python3-dev python3-venv valgrind
 )
 PY_PACKAGES=(
   numpy protobuf scipy scikit-image six pybind11 pytest hypothesis matplotlib tqdm
