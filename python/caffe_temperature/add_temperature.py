@@ -67,6 +67,21 @@ exit status: 0 on success, 2 for bad arguments or input (nothing is written),
 """
 
 
+# What numpy / zipfile / h5py raise on a corrupt or unexpected array file (the .npy header is
+# parsed with ast and tokenize, an .npz member is a zip entry, possibly deflated; a damaged header
+# can claim a shape whose size overflows int64 or that numpy tries to allocate before reading).
+def _unreadable_array_errors() -> tuple[type[BaseException], ...]:
+    import tokenize
+    import zipfile
+    import zlib
+
+    return (OSError, ValueError, EOFError, KeyError, TypeError, SyntaxError, tokenize.TokenError,
+            zipfile.BadZipFile, zlib.error, MemoryError, OverflowError)
+
+
+UNREADABLE_ARRAY = _unreadable_array_errors()
+
+
 class ToolError(Exception):
     """A problem with the input or the arguments: reported on one line, exit status 2."""
 
@@ -107,6 +122,8 @@ def parse_net(text: str, source: str) -> caffe_pb2.NetParameter:
         text_format.Parse(text, net)
     except text_format.ParseError as err:
         raise ToolError(format_parse_error(err, source)) from None
+    except RecursionError:  # text_format's parser recurses once per nested message
+        raise ToolError(f"{source}: cannot parse as a Caffe net: messages nested too deeply") from None
     return net
 
 
@@ -125,10 +142,54 @@ def is_legacy(net: caffe_pb2.NetParameter) -> bool:
     return len(net.layers) > 0
 
 
+# V0 layer type names UpgradeV0LayerType knows (any other one is a LOG(FATAL) in Caffe).
+V0_TYPES = frozenset((
+    "accuracy", "bnll", "concat", "conv", "data", "dropout", "euclidean_loss", "flatten", "hdf5_data",
+    "hdf5_output", "im2col", "images", "infogain_loss", "innerproduct", "lrn", "multinomial_logistic_loss",
+    "pool", "relu", "sigmoid", "softmax", "softmax_loss", "split", "tanh", "window_data", "padding",
+))
+
+
+def check_upgradable(net: caffe_pb2.NetParameter, source: str) -> None:
+    """Refuse, as a ToolError, the legacy nets on which Caffe's upgrader aborts the process.
+
+    UpgradeNetAsNeeded LOG(FATAL)s (or CHECK-fails) on these instead of returning false,
+    and reads past the end of input_shape / input_dim when they are too short.
+    """
+    if len(net.layer) > 0:
+        raise ToolError(f"{source}: has both 'layer' (current) and 'layers' (legacy) entries; "
+                        "Caffe refuses to upgrade such a net")
+    if any(layer.HasField("layer") for layer in net.layers):  # V0: UpgradeV0PaddingLayers
+        last_top = {name: None for name in net.input}
+        for index, connection in enumerate(net.layers):
+            v0 = connection.layer
+            if v0.HasField("type") and v0.type not in V0_TYPES:
+                raise ToolError(f"{source}: legacy layer {index} has unknown V0 type {v0.type!r}")
+            for blob in connection.bottom:
+                if blob not in last_top:
+                    raise ToolError(f"{source}: legacy layer {index} reads blob {blob!r}, which no input "
+                                    "or earlier layer produces")
+                source_index = last_top[blob]
+                if source_index is not None and net.layers[source_index].layer.type == "padding":
+                    padding = net.layers[source_index]
+                    if (v0.type not in ("conv", "pool") or len(connection.bottom) != 1
+                            or len(padding.bottom) != 1 or len(padding.top) != 1):
+                        raise ToolError(f"{source}: legacy padding layer {source_index} must have one bottom "
+                                        "and one top and feed a single-input conv or pool layer")
+            for blob in connection.top:
+                last_top[blob] = index
+    inputs = len(net.input)
+    if inputs and (0 < len(net.input_shape) < inputs
+                   or (not net.input_shape and 0 < len(net.input_dim) < 4 * inputs)):
+        raise ToolError(f"{source}: {inputs} input(s) but {len(net.input_shape)} input_shape and "
+                        f"{len(net.input_dim)} input_dim entries (4 per input)")
+
+
 def upgrade_legacy(net: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:
     """Run Caffe's own upgrader (through the plugin's _native module) on a V0/V1 net."""
     from caffe_temperature import _native  # loads the plugin; only legacy nets need it
 
+    check_upgradable(net, source)
     try:
         serialized, _ = _native.upgrade_net(net.SerializeToString(), source)
     except ValueError as err:
@@ -580,12 +641,13 @@ def read_input(path: Path, stdin: TextIO) -> tuple[bytes, str]:
 def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     data, source = read_input(args.prototxt, stdin)
     net = parse_net(decode_text(data, source), source)
-    if is_legacy(net):
+    legacy = is_legacy(net)
+    if legacy:
         net = upgrade_legacy(net, source)
-        print(f"{PROG}: {source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first",
-              file=stderr)
     rewrite = add_temperature(net, args.temperature, args.layer, args.fused, source)
     notes = list(rewrite.notes)
+    if legacy:  # a note, printed with the others once all went well (an error stays one line)
+        notes.insert(0, f"{source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first")
     weights: bytes | None = None
     if args.weights is not None:
         weights, weight_notes = reconcile_weights(args.weights, rewrite.scales, args.weights_out is not None)
@@ -619,6 +681,11 @@ def write_outputs(
             raise WriteError(f"cannot write the net to standard output: {err.strerror or err}") from None
 
 
+def one_line(err: Exception) -> str:
+    """An error message on one line (names from the input may hold line breaks)."""
+    return " ".join(str(err).splitlines())
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -626,10 +693,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         return run(args, sys.stdin, sys.stdout, sys.stderr)
     except ToolError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
     except WriteError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_IO_ERROR
 
 

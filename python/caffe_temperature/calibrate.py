@@ -27,7 +27,8 @@ from typing import Sequence, TextIO
 import numpy as np
 
 from caffe_temperature import add_temperature as at
-from caffe_temperature.add_temperature import EXIT_ERROR, EXIT_IO_ERROR, ToolError, WriteError
+from caffe_temperature.add_temperature import (
+    EXIT_ERROR, EXIT_IO_ERROR, UNREADABLE_ARRAY, ToolError, WriteError, one_line)
 
 PROG = "python -m caffe_temperature.calibrate"
 BINS = 15
@@ -147,7 +148,7 @@ def load_array(path: Path, keys: Sequence[str], what: str) -> np.ndarray:
             return np.asarray(loaded)
         with loaded:
             return loaded[pick(list(loaded.files), keys, path, what)]
-    except (OSError, ValueError, EOFError) as err:
+    except UNREADABLE_ARRAY as err:
         raise ToolError(f"cannot read {what} from {path}: {getattr(err, 'strerror', None) or err}") from None
 
 
@@ -456,10 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, sys.stdout, sys.stderr)
     except ToolError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
     except WriteError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_IO_ERROR
 
 

@@ -34,7 +34,8 @@ from typing import Sequence, TextIO
 
 import numpy as np
 
-from caffe_temperature.add_temperature import EXIT_ERROR, EXIT_IO_ERROR, ToolError, WriteError, atomic_write
+from caffe_temperature.add_temperature import (
+    EXIT_ERROR, EXIT_IO_ERROR, UNREADABLE_ARRAY, ToolError, WriteError, atomic_write, one_line)
 
 PROG = "python -m caffe_temperature.infogain"
 
@@ -151,7 +152,7 @@ def read_matrix(path: Path) -> np.ndarray:
         if path.suffix == ".npy":
             return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
         text = path.read_text(encoding="utf-8")
-    except (OSError, ValueError, UnicodeDecodeError) as err:
+    except UNREADABLE_ARRAY as err:  # UnicodeDecodeError is a ValueError
         raise ToolError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
     return parse_csv(text, str(path))
 
@@ -260,6 +261,10 @@ def label_counts(path: Path) -> list[float]:
     labels = read_matrix(path).ravel()
     if labels.size == 0 or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)) or labels.min() < 0:
         raise ToolError(f"{path}: labels must be non-negative integers")
+    if labels.max() >= labels.size:  # some class below it has no label (and bincount could not allocate)
+        missing = int(np.setdiff1d(np.arange(labels.size), labels)[0])
+        raise ToolError(f"class {missing} has count 0: its inverse frequency is undefined "
+                        "(drop the class or give it a count)")
     return np.bincount(labels.astype(np.int64)).astype(float).tolist()
 
 
@@ -299,10 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, sys.stdout)
     except ToolError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
     except WriteError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_IO_ERROR
 
 
