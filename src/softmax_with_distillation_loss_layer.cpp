@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <vector>
 
 #include "caffe/layer_factory.hpp"
@@ -128,25 +129,44 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
   const Dtype* p = teacher_prob_.cpu_data();
   const Dtype* log_p = teacher_log_prob_.cpu_data();
   const int positions = shape_.positions();
-  const int inner = shape_.inner;
+  const int channels = shape_.channels, inner = shape_.inner;
   Dtype* kl = position_stats_.mutable_cpu_data();
   Dtype* valid = kl + positions;
+  for (int pos = 0; pos < positions; ++pos) {
+    valid[pos] = !label || caffe_temperature::ClassifyLabel(
+        label[pos], channels, has_ignore_label_, ignore_label_) ==
+        caffe_temperature::kLabelValid;
+  }
+  // Strips of positions, channel-outer and position-inner: the inner loop
+  // reads contiguous memory (a spatial net has inner in the thousands), each
+  // position still sums its channels in order, and the sums stay in a local
+  // array the compiler can keep in registers (one position when inner = 1).
+  const int kStrip = 64;
+  Dtype sums[kStrip];
+  for (int o = 0; o < shape_.outer; ++o) {
+    for (int i0 = 0; i0 < inner; i0 += kStrip) {
+      const int w = std::min(kStrip, inner - i0);
+      const Dtype* valid_s = valid + o * inner + i0;
+      std::fill(sums, sums + w, Dtype(0));
+      for (int c = 0; c < channels; ++c) {
+        const int offset = (o * channels + c) * inner + i0;
+        for (int i = 0; i < w; ++i) {
+          const int j = offset + i;
+          // 0 log 0 = 0; log p may be -inf where p underflowed. `!= 0` rather
+          // than `> 0`: a NaN teacher probability must reach the loss, not be
+          // skipped as if it were 0 (README, NaN policy). Ignored positions
+          // are selected away, never multiplied by 0, so their NaNs stay out.
+          const bool counts = valid_s[i] != 0 && p[j] != 0;
+          sums[i] += counts ? p[j] * (log_p[j] - log_q[j]) : Dtype(0);
+        }
+      }
+      std::copy(sums, sums + w, kl + o * inner + i0);
+    }
+  }
   double kl_sum = 0;
   int valid_count = 0;
   for (int pos = 0; pos < positions; ++pos) {
-    kl[pos] = 0;
-    valid[pos] = !label || caffe_temperature::ClassifyLabel(
-        label[pos], shape_.channels, has_ignore_label_, ignore_label_) ==
-        caffe_temperature::kLabelValid;
-    if (!valid[pos]) continue;
-    const int offset = (pos / inner) * shape_.channels * inner + pos % inner;
-    for (int c = 0; c < shape_.channels; ++c) {
-      const int j = offset + c * inner;
-      // 0 log 0 = 0; log p may be -inf where p underflowed. `!= 0` rather
-      // than `> 0`: a NaN teacher probability must reach the loss, not be
-      // skipped as if it were 0 (README, NaN policy).
-      if (p[j] != 0) kl[pos] += p[j] * (log_p[j] - log_q[j]);
-    }
+    if (valid[pos] == 0) continue;
     kl_sum += kl[pos];
     ++valid_count;
   }
