@@ -73,8 +73,11 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx);
 
 #ifndef CPU_ONLY
-// The same four operations on device pointers (cuda/softmax_kernels.cu), on
-// Caffe's current stream; BetaView.data is a device pointer there.
+// The same four operations on device pointers (cuda/softmax_kernels.cu).
+// They launch on the default stream of the current device, as every Caffe 1.0
+// layer does, and keep no state between calls, so each data-parallel replica
+// (one solver thread per GPU) runs its own copy safely. BetaView.data is a
+// device pointer there.
 template <typename Dtype>
 void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                        const BetaView<Dtype>& beta, Dtype* y);

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence, TextIO
+from typing import Callable, Iterator, Sequence, TextIO
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -686,18 +686,23 @@ def one_line(err: Exception) -> str:
     return " ".join(str(err).splitlines())
 
 
+def report_errors(prog: str, job: Callable[[], int]) -> int:
+    """Runs a tool's job; its ToolError / WriteError become one line on stderr and exit 2 / 1."""
+    try:
+        return job()
+    except ToolError as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    except WriteError as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_IO_ERROR
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     check_paths(args, parser)
-    try:
-        return run(args, sys.stdin, sys.stdout, sys.stderr)
-    except ToolError as err:
-        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except WriteError as err:
-        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_IO_ERROR
+    return report_errors(parser.prog, lambda: run(args, sys.stdin, sys.stdout, sys.stderr))
 
 
 if __name__ == "__main__":

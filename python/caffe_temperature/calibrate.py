@@ -28,7 +28,7 @@ import numpy as np
 
 from caffe_temperature import add_temperature as at
 from caffe_temperature.add_temperature import (
-    EXIT_ERROR, EXIT_IO_ERROR, UNREADABLE_ARRAY, ToolError, WriteError, one_line)
+    UNREADABLE_ARRAY, ToolError, report_errors)
 
 PROG = "python -m caffe_temperature.calibrate"
 BINS = 15
@@ -454,14 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(args, parser)
-    try:
-        return run(args, sys.stdout, sys.stderr)
-    except ToolError as err:
-        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except WriteError as err:
-        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_IO_ERROR
+    return report_errors(PROG, lambda: run(args, sys.stdout, sys.stderr))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import Sequence, TextIO
 import numpy as np
 
 from caffe_temperature.add_temperature import (
-    EXIT_ERROR, EXIT_IO_ERROR, UNREADABLE_ARRAY, ToolError, WriteError, atomic_write, one_line)
+    UNREADABLE_ARRAY, ToolError, atomic_write, report_errors)
 
 PROG = "python -m caffe_temperature.infogain"
 
@@ -301,14 +301,7 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return run(args, sys.stdout)
-    except ToolError as err:
-        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except WriteError as err:
-        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_IO_ERROR
+    return report_errors(PROG, lambda: run(args, sys.stdout))
 
 
 if __name__ == "__main__":

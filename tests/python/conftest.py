@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 CACHE = Path(os.environ.get("CAFFE_TEMPERATURE_CACHE", Path.home() / ".cache" / "caffe-temperature"))
@@ -54,79 +59,24 @@ def make_net(caffe, tmp_path: Path) -> Callable[..., object]:
 # Nets that are expected to stop the process. Layer errors are glog FATALs,
 # which abort(): such a net has to run in a Python of its own.
 
-_ISOLATED_SCRIPT = """\
-import sys
-import numpy as np
-import caffe
-import caffe_temperature  # noqa: F401
-caffe.set_mode_cpu()
-prototxt, arrays, backward = sys.argv[1], np.load(sys.argv[2]), sys.argv[3] == "1"
-net = caffe.Net(prototxt, caffe.TRAIN if backward else caffe.TEST)
-for name in arrays.files:
-    net.blobs[name].reshape(*arrays[name].shape)
-    net.blobs[name].data[...] = arrays[name]
-net.forward()
-if backward:
-    net.backward()
-for name in net.outputs:
-    if net.blobs[name].count == 1:
-        print(f"output {name} = {float(net.blobs[name].data.flat[0])!r}")
-print("finished without error")
-"""
-
-
-def run_net_isolated(
-    net_text: str,
-    inputs: dict[str, "np.ndarray"],
-    tmp_path: Path,
-    *,
-    backward: bool = False,
-    timeout: float = 60,
-) -> "subprocess.CompletedProcess[str]":
-    """Builds the net in a fresh Python, fills its inputs, runs forward (and backward).
-
-    Returns the finished process: a glog FATAL shows as a non-zero exit status
-    with the message in stderr; a clean run prints "output NAME = VALUE" for
-    each scalar output (losses) and then "finished without error".
-    """
-    import subprocess
-    import sys
-
-    import numpy as np
-
-    prototxt = tmp_path / "isolated.prototxt"
-    prototxt.write_text(net_text)
-    arrays = tmp_path / "isolated_inputs.npz"
-    np.savez(arrays, **{name: np.asarray(value, dtype=np.float32) for name, value in inputs.items()})
-    # glog writes FATAL messages whatever GLOG_minloglevel says; keep stderr short.
-    env = dict(os.environ, GLOG_minloglevel="2")
-    return subprocess.run(
-        [sys.executable, "-c", _ISOLATED_SCRIPT, str(prototxt), str(arrays), "1" if backward else "0"],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )
-
-
 def run_net_forked(
     net_text: str,
-    inputs: dict[str, "np.ndarray"],
+    inputs: dict[str, np.ndarray],
     tmp_path: Path,
     *,
     backward: bool = False,
     timeout: int = 60,
-) -> "subprocess.CompletedProcess[str]":
-    """run_net_isolated in a fork of this process (pycaffe already loaded).
+) -> subprocess.CompletedProcess[str]:
+    """Builds the net in a fork of this process, fills its inputs, runs forward (and backward).
 
-    The same contract, about 50 times cheaper than starting a Python: the
-    child writes its stdout/stderr (glog included) to files and leaves with
-    os._exit, so nothing of the parent's (pytest's) state is flushed twice.
+    Returns the finished child as a CompletedProcess: a glog FATAL shows as a
+    non-zero exit status with the message in stderr; a clean run prints
+    "output NAME = VALUE" for each scalar output (losses) and then "finished
+    without error". A fork, not a new Python, because it is about 50 times
+    cheaper with pycaffe already loaded; the child writes its stdout/stderr
+    (glog included) to files and leaves with os._exit, so nothing of the
+    parent's (pytest's) state is flushed twice.
     """
-    import signal
-    import subprocess
-    import sys
-    import traceback
-
-    import numpy as np
-
     prototxt = tmp_path / "forked.prototxt"
     prototxt.write_text(net_text)
     out_path, err_path = tmp_path / "forked.stdout", tmp_path / "forked.stderr"
@@ -170,10 +120,10 @@ def run_net_forked(
 
 
 @pytest.fixture
-def run_isolated(caffe, tmp_path: Path) -> Callable[..., "subprocess.CompletedProcess[str]"]:
+def run_isolated(caffe, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """A net that may abort, run in a fork (run_net_forked) bound to this test's tmp_path."""
 
-    def run(net_text: str, inputs: dict[str, "np.ndarray"], *, backward: bool = False):
+    def run(net_text: str, inputs: dict[str, np.ndarray], *, backward: bool = False):
         return run_net_forked(net_text, inputs, tmp_path, backward=backward)
 
     return run
