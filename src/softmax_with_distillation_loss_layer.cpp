@@ -10,6 +10,18 @@ namespace caffe {
 
 using caffe_temperature::BetaView;
 
+namespace {
+
+// One channel's term of KL(p || q). 0 log 0 = 0; log p may be -inf where p
+// underflowed. `!= 0` rather than `> 0`: a NaN teacher probability must reach
+// the loss, not be skipped as if it were 0 (README, NaN policy).
+template <typename Dtype>
+inline Dtype KlTerm(Dtype p, Dtype log_p, Dtype log_q) {
+  return p != 0 ? p * (log_p - log_q) : Dtype(0);
+}
+
+}  // namespace
+
 template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::LayerSetUp(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
@@ -137,30 +149,35 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
         label[pos], channels, has_ignore_label_, ignore_label_) ==
         caffe_temperature::kLabelValid;
   }
-  // Strips of positions, channel-outer and position-inner: the inner loop
-  // reads contiguous memory (a spatial net has inner in the thousands), each
-  // position still sums its channels in order, and the sums stay in a local
-  // array the compiler can keep in registers (one position when inner = 1).
-  const int kStrip = 64;
-  Dtype sums[kStrip];
-  for (int o = 0; o < shape_.outer; ++o) {
-    for (int i0 = 0; i0 < inner; i0 += kStrip) {
-      const int w = std::min(kStrip, inner - i0);
-      const Dtype* valid_s = valid + o * inner + i0;
-      std::fill(sums, sums + w, Dtype(0));
+  if (inner == 1) {
+    // One position per row: its channels are contiguous, and the sum stays
+    // in a register.
+    for (int pos = 0; pos < positions; ++pos) {
+      Dtype sum = 0;
+      const int offset = pos * channels;
+      for (int c = 0; valid[pos] != 0 && c < channels; ++c) {
+        sum += KlTerm(p[offset + c], log_p[offset + c], log_q[offset + c]);
+      }
+      kl[pos] = sum;
+    }
+  } else {
+    // Channel-outer, position-inner: the inner loop reads contiguous memory
+    // (a spatial net has inner in the thousands) and each position still sums
+    // its channels in order.
+    std::fill(kl, kl + positions, Dtype(0));
+    for (int o = 0; o < shape_.outer; ++o) {
+      Dtype* kl_o = kl + o * inner;
+      const Dtype* valid_o = valid + o * inner;
       for (int c = 0; c < channels; ++c) {
-        const int offset = (o * channels + c) * inner + i0;
-        for (int i = 0; i < w; ++i) {
+        const int offset = (o * channels + c) * inner;
+        for (int i = 0; i < inner; ++i) {
           const int j = offset + i;
-          // 0 log 0 = 0; log p may be -inf where p underflowed. `!= 0` rather
-          // than `> 0`: a NaN teacher probability must reach the loss, not be
-          // skipped as if it were 0 (README, NaN policy). Ignored positions
-          // are selected away, never multiplied by 0, so their NaNs stay out.
-          const bool counts = valid_s[i] != 0 && p[j] != 0;
-          sums[i] += counts ? p[j] * (log_p[j] - log_q[j]) : Dtype(0);
+          // Ignored positions are selected away, never multiplied by 0, so
+          // their NaNs stay out of the loss.
+          kl_o[i] += valid_o[i] != 0 ? KlTerm(p[j], log_p[j], log_q[j])
+                                     : Dtype(0);
         }
       }
-      std::copy(sums, sums + w, kl + o * inner + i0);
     }
   }
   double kl_sum = 0;

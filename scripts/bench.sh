@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The benchmark: set-up (idempotent), PyTorch for the reference rows, then
+# python -m caffe_temperature.bench with the table on stdout and the JSON and
+# PNG plot in build/bench/ (extra arguments go to the benchmark).
+#   scripts/bench.sh [--threads 1] [--shapes 256x1000 8x21x128x128] [--layers softmax]
+# Environment:
+#   CAFFE_TEMPERATURE_NO_TORCH=1  skip installing PyTorch (about 3 GB with its CUDA
+#                                 wheels from PyPI); its rows are then left out
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+"$ROOT/scripts/setup.sh"
+# shellcheck source=/dev/null
+source "$BUILD_DIR/env.sh"
+if [[ ${CAFFE_TEMPERATURE_NO_TORCH:-0} != 1 ]] && ! python -c 'import torch' 2>/dev/null; then
+  printf '\033[1m[bench]\033[0m installing PyTorch into the venv for the reference rows\n' >&2
+  python -m pip install --progress-bar on torch
+fi
+mkdir -p "$BUILD_DIR/bench"
+cd "$ROOT"
+exec python -m caffe_temperature.bench --json "$BUILD_DIR/bench/bench.json" \
+  --plot "$BUILD_DIR/bench/bench.png" "$@"
