@@ -7,8 +7,8 @@
 #   CAFFE_TEMPERATURE_NO_TORCH=1  skip installing PyTorch (about 3 GB with its CUDA
 #                                 wheels from PyPI); its rows are then left out
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+# shellcheck source=scripts/paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 "$ROOT/scripts/setup.sh"
 # shellcheck source=/dev/null
 source "$BUILD_DIR/env.sh"

@@ -4,8 +4,8 @@
 # stock Scale + Softmax, side by side.
 #   scripts/demo.sh [--T 40] [--deploy prototxt/deploy_example.prototxt]
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+# shellcheck source=scripts/paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 "$ROOT/scripts/setup.sh"
 # shellcheck source=/dev/null
 source "$BUILD_DIR/env.sh"

@@ -16,7 +16,8 @@
 # Safe to run again: every step is skipped when its result is already there.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 CACHE=${CAFFE_TEMPERATURE_CACHE:-$HOME/.cache/caffe-temperature}
 VENV=${CAFFE_TEMPERATURE_VENV:-$CACHE/venv}
 JOBS=${JOBS:-$(nproc)}
@@ -24,12 +25,10 @@ JOBS=${JOBS:-$(nproc)}
 CAFFE_DEB_VERSION=1.0.0+git20180821.99bd997
 if [[ ${CAFFE_TEMPERATURE_CUDA:-0} == 1 ]]; then
   VARIANT=caffe-$CAFFE_DEB_VERSION-cuda
-  BUILD_DIR=${BUILD_DIR:-$ROOT/build-cuda}
   # BVLC's arch lists start at Fermi, which CUDA 12+ no longer knows.
   CAFFE_DEVICE_FLAGS=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DCUDA_ARCH_NAME=Manual -DCUDA_ARCH_BIN=90 -DCUDA_ARCH_PTX=90)
 else
   VARIANT=caffe-$CAFFE_DEB_VERSION
-  BUILD_DIR=${BUILD_DIR:-$ROOT/build}
   CAFFE_DEVICE_FLAGS=(-DCPU_ONLY=ON)
 fi
 CAFFE_PREFIX=$CACHE/$VARIANT

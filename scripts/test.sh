@@ -2,10 +2,12 @@
 # Runs every test: set-up (idempotent), then CTest (C++ gtests, the nvcc
 # compile check of cuda/, the caffe tool test), the C++ gtests again under
 # ASan + UBSan (build-asan; CAFFE_TEMPERATURE_SKIP_SANITIZERS=1 skips them) and pytest.
+# CAFFE_TEMPERATURE_CUDA=1: the same against a CUDA Caffe in build-cuda/ (GPU
+# cases run where a device is present), without the sanitizer build.
 #   scripts/test.sh [extra pytest arguments]
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+# shellcheck source=scripts/paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 "$ROOT/scripts/setup.sh"
 # shellcheck source=/dev/null
 source "$BUILD_DIR/env.sh"
@@ -14,8 +16,10 @@ status=0
 # The same C++ tests built with ASan + UBSan (CMakeLists.txt, CAFFE_TEMPERATURE_SANITIZE):
 # any report fails its test. Leak checking stays on; the death tests still
 # see glog's abort because ASan leaves SIGABRT alone by default.
+# Not in CUDA mode: ASan's shadow memory and the CUDA runtime's mappings clash
+# (compute-sanitizer is the tool for the device side).
 ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$ROOT/build-asan}
-if [[ ${CAFFE_TEMPERATURE_SKIP_SANITIZERS:-0} != 1 ]]; then
+if [[ ${CAFFE_TEMPERATURE_SKIP_SANITIZERS:-0} != 1 && ${CAFFE_TEMPERATURE_CUDA:-0} != 1 ]]; then
   mkdir -p "$ASAN_BUILD_DIR"
   cmake -S "$ROOT" -B "$ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAFFE_TEMPERATURE_SANITIZE=ON \
     -DCaffe_DIR="$(sed -n 's/^Caffe_DIR:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt")" \

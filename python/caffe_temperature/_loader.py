@@ -11,7 +11,8 @@ from pathlib import Path
 LIBRARY_NAME = "libcaffe_temperature.so"
 BUILD_INFO_NAME = "caffe_temperature_build.json"
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_REPO_BUILD_DIR = _PACKAGE_DIR.parent.parent / "build"
+# scripts/setup.sh builds into build/, or build-cuda/ against a CUDA Caffe.
+_REPO_BUILD_DIRS = tuple(_PACKAGE_DIR.parent.parent / name for name in ("build", "build-cuda"))
 
 BUILD_HINT = (
     "Build it with scripts/setup.sh (or cmake -DCaffe_DIR=... && cmake --build), "
@@ -25,17 +26,21 @@ class PluginLoadError(ImportError):
 
 def plugin_path() -> Path:
     """Where the plugin library is: $CAFFE_TEMPERATURE_LIBRARY, next to the
-    installed package, or in the source tree's build directory."""
+    installed package, or in one of the source tree's build directories (the
+    one built against the libcaffe this process has loaded, when several are)."""
     override = os.environ.get("CAFFE_TEMPERATURE_LIBRARY")
     if override:
         path = Path(override)
         if not path.is_file():
             raise PluginLoadError(f"CAFFE_TEMPERATURE_LIBRARY={override} does not exist. {BUILD_HINT}")
         return path
-    for candidate in (_PACKAGE_DIR / LIBRARY_NAME, _REPO_BUILD_DIR / "lib" / LIBRARY_NAME):
-        if candidate.is_file():
-            return candidate
-    raise PluginLoadError(f"{LIBRARY_NAME} not found next to {_PACKAGE_DIR} or in {_REPO_BUILD_DIR}/lib. {BUILD_HINT}")
+    candidates = [_PACKAGE_DIR / LIBRARY_NAME] + [d / "lib" / LIBRARY_NAME for d in _REPO_BUILD_DIRS]
+    found = [candidate for candidate in candidates if candidate.is_file()]
+    if not found:
+        places = ", ".join(str(d / "lib") for d in _REPO_BUILD_DIRS)
+        raise PluginLoadError(f"{LIBRARY_NAME} not found next to {_PACKAGE_DIR} or in {places}. {BUILD_HINT}")
+    loaded = _loaded_caffe_libraries()
+    return next((library for library in found if _built_against(library) in loaded), found[0])
 
 
 def _loaded_caffe_libraries() -> set[Path]:
@@ -51,14 +56,21 @@ def _loaded_caffe_libraries() -> set[Path]:
     return found
 
 
+def _built_against(library: Path) -> Path | None:
+    """The libcaffe a plugin build was linked with, from the build info next to it."""
+    info_file = library.parent / BUILD_INFO_NAME
+    if not info_file.is_file():
+        return None
+    return Path(json.loads(info_file.read_text())["caffe_library"]).resolve()
+
+
 def _check_same_caffe(library: Path) -> None:
     """Refuse a process whose Caffe is not the one the plugin was built with:
     the dynamic loader would bind the plugin to it by soname, and layer
     registries or class layouts that differ fail much later, or crash."""
-    info_file = library.parent / BUILD_INFO_NAME
-    if not info_file.is_file():
+    built_with = _built_against(library)
+    if built_with is None:
         return
-    built_with = Path(json.loads(info_file.read_text())["caffe_library"]).resolve()
     for loaded in _loaded_caffe_libraries():
         if loaded != built_with:
             raise PluginLoadError(
@@ -85,7 +97,6 @@ def _extend_package_path(library: Path) -> None:
 def load_plugin() -> ctypes.CDLL:
     """Load the plugin with RTLD_GLOBAL so that its layer registrations land in
     the same registry as pycaffe's. Loading twice returns the same handle."""
-    library = plugin_path()
     # pycaffe first: its libcaffe is the one the plugin must match, and a
     # plugin loaded first would impose its own libcaffe on pycaffe by soname.
     try:
@@ -93,8 +104,9 @@ def load_plugin() -> ctypes.CDLL:
     except ImportError as err:
         raise PluginLoadError(
             f"pycaffe cannot be imported ({err}); put <caffe>/python on PYTHONPATH "
-            "(scripts/env.sh does this for the Caffe that scripts/setup.sh built)"
+            "(source build/env.sh does this for the Caffe that scripts/setup.sh built)"
         ) from err
+    library = plugin_path()
     _check_same_caffe(library)
     handle = ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
     _extend_package_path(library)

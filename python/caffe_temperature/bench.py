@@ -131,7 +131,8 @@ def traffic_bytes(group: str, shape: tuple[int, ...]) -> tuple[int, int]:
     (each pass reads its inputs once and writes its outputs once; float).
 
     softmax:      fwd reads x, writes y (2N); bwd reads y, dy, writes dx (3N).
-    infogain:     fwd reads x, labels, H; bwd reads x, labels, H, writes dx.
+    infogain:     fwd reads x, labels and the rows of H that the labels pick (at most
+                  min(positions, C) of them); bwd reads the same and writes dx.
     distillation: fwd reads student, teacher (2N); bwd reads both, writes dx (3N).
     """
     n = math.prod(shape)
@@ -139,7 +140,7 @@ def traffic_bytes(group: str, shape: tuple[int, ...]) -> tuple[int, int]:
     if group == "softmax":
         forward, backward = 2 * n, 3 * n
     elif group == "infogain":
-        h = shape[1] ** 2
+        h = min(positions, shape[1]) * shape[1]
         forward, backward = n + positions + h, 2 * n + positions + h
     elif group == "distillation":
         forward, backward = 2 * n, 3 * n
@@ -372,17 +373,8 @@ def torch_infogain_runs(torch, scores: np.ndarray, labels: np.ndarray, settings:
     def loss():
         return functional.cross_entropy(logits, target)
 
-    def forward():
-        with torch.no_grad():
-            return loss()
-
-    def forward_backward():
-        logits.grad = None
-        loss().backward()
-
-    timed = [torch_timed(torch, device, f) for f in (forward, forward_backward)]
-    value = lambda: float(forward())  # noqa: E731  (a different loss: not compared)
-    return [Runs(torch_label(torch, "cross_entropy", settings), INFOGAIN_BASELINE, *timed, value)]
+    name = torch_label(torch, "cross_entropy", settings)
+    return [torch_loss_runs(torch, device, logits, loss, name, INFOGAIN_BASELINE)]
 
 
 def torch_distillation_runs(torch, student: np.ndarray, teacher: np.ndarray, settings: Settings) -> list[Runs]:
@@ -407,11 +399,14 @@ def torch_distillation_runs(torch, student: np.ndarray, teacher: np.ndarray, set
 
     runs = []
     for what, loss in (("kl_div", kl_div), ("cross_entropy (soft targets)", cross_entropy)):
-        runs.append(torch_loss_runs(torch, device, s, loss, torch_label(torch, what, settings)))
+        runs.append(torch_loss_runs(torch, device, s, loss, torch_label(torch, what, settings),
+                                    DISTILLATION_BASELINE))
     return runs
 
 
-def torch_loss_runs(torch, device: str, param, loss: Callable[[], object], name: str) -> Runs:
+def torch_loss_runs(torch, device: str, param, loss: Callable[[], object], name: str, baseline: str) -> Runs:
+    """A PyTorch loss of ``param`` as a candidate; its value is recorded, not compared."""
+
     def forward():
         with torch.no_grad():
             return loss()
@@ -421,7 +416,7 @@ def torch_loss_runs(torch, device: str, param, loss: Callable[[], object], name:
         loss().backward()
 
     timed = [torch_timed(torch, device, f) for f in (forward, forward_backward)]
-    return Runs(name, DISTILLATION_BASELINE, *timed, lambda: float(forward()))
+    return Runs(name, baseline, *timed, lambda: float(forward()))
 
 
 def softmax_group(caffe, torch, shape: tuple[int, ...], settings: Settings, workdir: Path) -> list[Runs]:

@@ -86,3 +86,15 @@ def test_gpu_refused_on_cpu_only_caffe(caffe):
         pytest.skip("this Caffe has CUDA")
     with pytest.raises(SystemExit, match="CPU-only"):
         bench.load_caffe("gpu")
+
+
+def test_traffic_counts_each_byte_that_must_move():
+    n, c = 256, 1000
+    elements = n * c
+    assert bench.traffic_bytes("softmax", (n, c)) == (4 * 2 * elements, 4 * 5 * elements)
+    assert bench.traffic_bytes("distillation", (n, c)) == (4 * 2 * elements, 4 * 5 * elements)
+    # 256 labels pick at most 256 of H's 1000 rows; 4096 labels may pick all of them.
+    rows = 256 * c
+    assert bench.traffic_bytes("infogain", (n, c)) == (
+        4 * (elements + n + rows), 4 * (3 * elements + 2 * n + 2 * rows))
+    assert bench.traffic_bytes("infogain", (4096, c))[0] == 4 * (4096 * c + 4096 + c * c)

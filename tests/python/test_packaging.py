@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,6 +46,30 @@ def test_missing_library_says_how_to_build(tmp_path):
     result = run_python("import caffe_temperature", {"CAFFE_TEMPERATURE_LIBRARY": str(tmp_path / "nope.so")})
     assert result.returncode != 0
     assert "does not exist" in result.stderr and "scripts/setup.sh" in result.stderr
+
+
+def fake_build(root: Path, caffe_library: Path) -> Path:
+    """A build directory as CMake lays it out: lib/ with the plugin and its build info."""
+    lib = root / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libcaffe_temperature.so").write_bytes(b"")
+    (lib / "caffe_temperature_build.json").write_text(json.dumps({"caffe_library": str(caffe_library)}))
+    return lib / "libcaffe_temperature.so"
+
+
+def test_picks_the_build_made_for_the_loaded_caffe(caffe, tmp_path, monkeypatch):
+    from caffe_temperature import _loader
+
+    loaded = sorted(_loader._loaded_caffe_libraries())
+    assert loaded, "pycaffe should have mapped libcaffe into this process"
+    cpu = fake_build(tmp_path / "build", tmp_path / "other-caffe" / "libcaffe.so.1.0.0")
+    cuda = fake_build(tmp_path / "build-cuda", loaded[0])
+    monkeypatch.delenv("CAFFE_TEMPERATURE_LIBRARY", raising=False)
+    monkeypatch.setattr(_loader, "_PACKAGE_DIR", tmp_path / "package")
+    monkeypatch.setattr(_loader, "_REPO_BUILD_DIRS", (tmp_path / "build", tmp_path / "build-cuda"))
+    assert _loader.plugin_path() == cuda
+    (cuda.parent / "caffe_temperature_build.json").unlink()
+    assert _loader.plugin_path() == cpu  # no match: the first one, which the Caffe check then refuses
 
 
 def test_refuses_a_process_with_another_libcaffe(build_dir, tmp_path):
