@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import subprocess
@@ -86,6 +87,9 @@ def run_net_forked(
     if pid == 0:  # the child: never return into pytest
         try:
             signal.alarm(timeout)  # a hang becomes SIGALRM, not a stuck test run
+            # pytest's faulthandler would print a Python traceback for the abort
+            # that glog's FATAL is expected to cause; the message is in stderr.
+            faulthandler.disable()
             for fd, path in ((1, out_path), (2, err_path)):
                 target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 os.dup2(target, fd)
