@@ -394,6 +394,7 @@ def plan_softmax(
     softmax = net.layer[index]
     own = own_scale_index(net, index)
     keep_scale = beta != 1.0 and not fused
+    notes_before = len(plan.notes)
     if own is not None:
         scale = net.layer[own]
         if keep_scale:
@@ -422,6 +423,8 @@ def plan_softmax(
         plan.notes.append(f"Softmax {softmax.name!r}: now {FUSED} with beta = 1/T = {beta:g}")
     else:
         as_plain_softmax(softmax)
+    if len(plan.notes) == notes_before:  # T = 1 and no Scale of ours: say so rather than nothing
+        plan.notes.append(f"Softmax {softmax.name!r}: T = 1, a plain Softmax (nothing to insert)")
 
 
 def add_temperature(

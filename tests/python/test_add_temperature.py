@@ -398,6 +398,16 @@ def test_temperature_one_removes_the_scale(capsys, tmp_path, text):
     assert parse(run_text(capsys, tmp_path, text, "--T", "1")) == parse(text)
 
 
+def test_temperature_one_on_a_plain_net_says_why_nothing_changed(capsys, tmp_path):
+    path = tmp_path / "in.prototxt"
+    path.write_text(SEVERAL)
+    code, _, err = run_main(capsys, path, "--T", "1")
+    assert code == 0
+    softmax_names = [l.name for l in parse(SEVERAL).layer if l.type == "Softmax"]
+    assert [line for line in err.splitlines() if "T = 1" in line] == [
+        f"add_temperature.py: Softmax {name!r}: T = 1, a plain Softmax (nothing to insert)" for name in softmax_names]
+
+
 def test_fused(capsys, tmp_path):
     out = parse(run_text(capsys, tmp_path, SIMPLE, "--T", "40", "--fused"))
     assert [l.name for l in out.layer] == ["data", "ip", "prob"]
