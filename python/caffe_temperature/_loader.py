@@ -56,12 +56,18 @@ def _loaded_caffe_libraries() -> set[Path]:
     return found
 
 
-def _built_against(library: Path) -> Path | None:
-    """The libcaffe a plugin build was linked with, from the build info next to it."""
+def build_info(library: Path) -> dict | None:
+    """What CMake recorded next to a plugin build: the libcaffe it was linked with
+    ("caffe_library") and whether that Caffe is CPU-only ("cpu_only")."""
     info_file = library.parent / BUILD_INFO_NAME
     if not info_file.is_file():
         return None
-    return Path(json.loads(info_file.read_text())["caffe_library"]).resolve()
+    return json.loads(info_file.read_text())
+
+
+def _built_against(library: Path) -> Path | None:
+    info = build_info(library)
+    return Path(info["caffe_library"]).resolve() if info else None
 
 
 def _check_same_caffe(library: Path) -> None:

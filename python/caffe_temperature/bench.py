@@ -492,11 +492,14 @@ def time_group(caffe, torch, group: str, shape: tuple[int, ...], settings: Setti
 
 
 def caffe_has_gpu() -> bool:
-    """Whether the loaded Caffe was built with CUDA. A CPU_ONLY Caffe does not
-    refuse set_mode_gpu(); it aborts the process (glog FATAL) at the first GPU
-    call, so ask the process instead: a CUDA Caffe links cuBLAS and cuRAND."""
-    maps = Path("/proc/self/maps").read_text()
-    return any(lib in maps for lib in ("libcublas", "libcurand", "libcudart"))
+    """Whether the plugin, and so the Caffe it was built against (which the loader
+    checked), has CUDA. A CPU_ONLY Caffe does not refuse set_mode_gpu(); it aborts
+    the process (glog FATAL) at the first GPU call. Not the process's mapped
+    libraries: PyTorch brings its own libcudart."""
+    from caffe_temperature._loader import build_info, plugin_path
+
+    info = build_info(plugin_path())
+    return bool(info) and info.get("cpu_only") is False
 
 
 def load_caffe(device: str):
