@@ -20,7 +20,7 @@ _PLUGIN = load_plugin()
 
 # The pybind11 module links the plugin, so it is imported only once the loader
 # has checked which Caffe is in the process.
-from caffe_temperature import _native  # noqa: E402
+from caffe_temperature import _native  # type: ignore[attr-defined]  # noqa: E402  (built by CMake)
 from caffe_temperature.sampling import sample  # noqa: E402
 
 

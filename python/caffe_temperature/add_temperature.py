@@ -160,7 +160,7 @@ def check_upgradable(net: caffe_pb2.NetParameter, source: str) -> None:
         raise ToolError(f"{source}: has both 'layer' (current) and 'layers' (legacy) entries; "
                         "Caffe refuses to upgrade such a net")
     if any(layer.HasField("layer") for layer in net.layers):  # V0: UpgradeV0PaddingLayers
-        last_top = {name: None for name in net.input}
+        last_top: dict[str, int | None] = {name: None for name in net.input}
         for index, connection in enumerate(net.layers):
             v0 = connection.layer
             if v0.HasField("type") and v0.type not in V0_TYPES:

@@ -253,8 +253,8 @@ def caffe_runs(caffe, candidate: Candidate, net_text: str, inputs: dict[str, np.
     path = workdir / "bench.prototxt"  # read by caffe.Net, free to reuse after
     path.write_text(net_text)
     net = caffe.Net(str(path), caffe.TEST)
-    for name, value in inputs.items():
-        net.blobs[name].data[...] = value
+    for name, array in inputs.items():
+        net.blobs[name].data[...] = array
     if "y" in net.blobs:
         net.blobs["y"].diff[...] = np.random.default_rng(1).standard_normal(net.blobs["y"].shape, dtype=np.float32)
 
@@ -359,8 +359,9 @@ def torch_softmax_runs(torch, x: np.ndarray, settings: Settings) -> list[Runs]:
         logits.grad = None  # else backward accumulates, one more pass over x
         torch.softmax(logits / t, dim=1).backward(grad)
 
-    timed = [torch_timed(torch, device, f) for f in (forward, forward_backward)]
-    return [Runs(torch_label(torch, "softmax(x/T)", settings), SOFTMAX_BASELINE, *timed)]
+    name = torch_label(torch, "softmax(x/T)", settings)
+    return [Runs(name, SOFTMAX_BASELINE, torch_timed(torch, device, forward),
+                 torch_timed(torch, device, forward_backward))]
 
 
 def torch_infogain_runs(torch, scores: np.ndarray, labels: np.ndarray, settings: Settings) -> list[Runs]:
@@ -415,8 +416,8 @@ def torch_loss_runs(torch, device: str, param, loss: Callable[[], object], name:
         param.grad = None
         loss().backward()
 
-    timed = [torch_timed(torch, device, f) for f in (forward, forward_backward)]
-    return Runs(name, baseline, *timed, lambda: float(forward()))
+    return Runs(name, baseline, torch_timed(torch, device, forward), torch_timed(torch, device, forward_backward),
+                lambda: float(forward()))
 
 
 def softmax_group(caffe, torch, shape: tuple[int, ...], settings: Settings, workdir: Path) -> list[Runs]:
@@ -499,7 +500,7 @@ def caffe_has_gpu() -> bool:
     from caffe_temperature._loader import build_info, plugin_path
 
     info = build_info(plugin_path())
-    return bool(info) and info.get("cpu_only") is False
+    return info is not None and info.get("cpu_only") is False
 
 
 def load_caffe(device: str):
@@ -655,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_blas_threads(args.threads)
     settings = Settings(args.temperature, args.repeat, args.threads, args.device)
+    shapes: list[tuple[int, ...]]
     if args.scaling:
         shapes, groups = [(n, SCALING_CHANNELS) for n in SCALING_BATCHES], [args.scaling]
     else:
