@@ -94,15 +94,19 @@ class WriteError(Exception):
 # Reading and parsing
 
 
-def parse_temperature(text: str) -> float:
-    """argparse type for --T: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"T must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"T must be finite and > 0, got {text!r}")
-    return value
+def positive_number(name: str) -> Callable[[str], float]:
+    """argparse type for --T and the tools' other scales: a finite number > 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be finite and > 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def decode_text(data: bytes, source: str) -> str:
@@ -604,7 +608,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("prototxt", type=Path, help="the net to rewrite (deploy prototxt; '-' reads stdin)")
-    parser.add_argument("--T", dest="temperature", type=parse_temperature, required=True, metavar="T",
+    parser.add_argument("--T", dest="temperature", type=positive_number("T"), required=True, metavar="T",
                         help="the temperature, finite and > 0 (1 removes it)")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the net here (default: stdout)")

@@ -45,6 +45,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from caffe_temperature.add_temperature import positive_number
+
 
 SOFTMAX_BASELINE = "stock Scale+Softmax"
 INFOGAIN_BASELINE = "stock InfogainLoss"
@@ -631,7 +633,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_shapes = " ".join(map(shape_label, DEFAULT_SHAPES))
     parser.add_argument("--shapes", nargs="+", type=parse_shape, default=DEFAULT_SHAPES,
                         help=f"blob shapes, softmax over axis 1 (default: {default_shapes})")
-    parser.add_argument("--T", dest="temperature", type=float, default=40.0, help="temperature (default 40)")
+    parser.add_argument("--T", dest="temperature", type=positive_number("T"), default=40.0,
+                        help="temperature (default 40)")
     parser.add_argument("--repeat", type=int, default=25,
                         help=f"timed runs per figure, fewer above {FULL_REPEAT_ELEMENTS} elements (default 25)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS (and PyTorch) threads (default 1)")
@@ -645,8 +648,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--plot", type=Path, help="also plot time vs N*C, log-log, to this PNG file")
     args = parser.parse_args(argv)
-    if not (args.temperature > 0 and np.isfinite(args.temperature)):
-        parser.error("--T must be finite and > 0")
     if args.repeat < 1 or args.threads < 1:
         parser.error("--repeat and --threads must be >= 1")
     return args

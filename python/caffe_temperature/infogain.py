@@ -35,7 +35,7 @@ from typing import Sequence, TextIO
 import numpy as np
 
 from caffe_temperature.add_temperature import (
-    UNREADABLE_ARRAY, ToolError, atomic_write, report_errors)
+    UNREADABLE_ARRAY, ToolError, atomic_write, positive_number, report_errors)
 
 PROG = "python -m caffe_temperature.infogain"
 
@@ -217,16 +217,6 @@ def plot_png(h: np.ndarray, title: str) -> bytes:
 # Command line
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text!r}")
-    return value
-
-
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, metavar="H.binaryproto",
                         help="write H here (the file infogain_loss_param.source reads)")
@@ -248,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost = sub.add_parser("cost", help="H = exp(-D / scale) or 1 - D / max(D) from a cost/distance matrix")
     cost.add_argument("--csv", type=Path, required=True, metavar="FILE", help="D as CSV or .npy")
     cost.add_argument("--transform", choices=("exp", "linear"), default="exp")
-    cost.add_argument("--scale", type=positive_float, help="for exp (default: mean off-diagonal D)")
+    cost.add_argument("--scale", type=positive_number("scale"), help="for exp (default: mean off-diagonal D)")
     matrix = sub.add_parser("matrix", help="H itself from a CSV or .npy file")
     matrix.add_argument("--csv", type=Path, required=True, metavar="FILE", help="H as CSV or .npy")
     sub.add_parser("identity", help="H = I (needs --classes)")

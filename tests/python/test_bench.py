@@ -98,3 +98,11 @@ def test_traffic_counts_each_byte_that_must_move():
     assert bench.traffic_bytes("infogain", (n, c)) == (
         4 * (elements + n + rows), 4 * (3 * elements + 2 * n + 2 * rows))
     assert bench.traffic_bytes("infogain", (4096, c))[0] == 4 * (4096 * c + 4096 + c * c)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "abc"])
+def test_bad_temperature_is_a_usage_error(capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--T", value])
+    assert exit_info.value.code == 2
+    assert "T must be" in capsys.readouterr().err
