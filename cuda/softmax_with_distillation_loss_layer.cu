@@ -190,8 +190,7 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Backward_gpu(
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
   if (!propagate_down[0]) return;
-  const Dtype scale =
-      static_cast<Dtype>(top[0]->cpu_diff()[0] / (beta_ * normalizer_));
+  const Dtype scale = StudentDiffScale(top);
   const int count = bottom[0]->count();
   // NOLINT_NEXT_LINE(whitespace/operators)
   caffe_temperature::DistillationBackward<Dtype><<<CAFFE_GET_BLOCKS(count),

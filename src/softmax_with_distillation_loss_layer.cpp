@@ -126,6 +126,13 @@ void SoftmaxWithDistillationLossLayer<Dtype>::FinishForward(
 }
 
 template <typename Dtype>
+Dtype SoftmaxWithDistillationLossLayer<Dtype>::StudentDiffScale(
+    const vector<Blob<Dtype>*>& top) const {
+  // T^2 * d KL / d student = T^2 * (q - p) / T = (q - p) / beta.
+  return static_cast<Dtype>(top[0]->cpu_diff()[0] / (beta_ * normalizer_));
+}
+
+template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const Dtype* label = bottom.size() == 3 ? bottom[2]->cpu_data() : NULL;
@@ -196,8 +203,7 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
   if (!propagate_down[0]) return;
-  const Dtype scale =
-      static_cast<Dtype>(top[0]->cpu_diff()[0] / (beta_ * normalizer_));
+  const Dtype scale = StudentDiffScale(top);
   const Dtype* q = prob_.cpu_data();
   const Dtype* p = teacher_prob_.cpu_data();
   const Dtype* valid = position_stats_.cpu_data() + shape_.positions();

@@ -91,6 +91,8 @@ class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {
   /// Stores the normalizer for Backward and writes loss and student_prob.
   void FinishForward(double kl_sum, int valid_count,
                      const vector<Blob<Dtype>*>& top);
+  /// The factor s in d loss / d student = s * (q - p) at valid positions.
+  Dtype StudentDiffScale(const vector<Blob<Dtype>*>& top) const;
 
   caffe_temperature::SoftmaxShape shape_;
   Dtype beta_;
