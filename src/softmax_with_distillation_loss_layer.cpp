@@ -136,7 +136,20 @@ template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const Dtype* label = bottom.size() == 3 ? bottom[2]->cpu_data() : NULL;
-  if (label) CheckLabels(label);
+  const int positions = shape_.positions();
+  const int channels = shape_.channels, inner = shape_.inner;
+  Dtype* kl = position_stats_.mutable_cpu_data();
+  Dtype* valid = kl + positions;
+  for (int pos = 0; pos < positions; ++pos) {
+    caffe_temperature::LabelKind kind = caffe_temperature::kLabelValid;
+    if (label) {
+      kind = caffe_temperature::ClassifyLabel(label[pos], channels,
+                                              has_ignore_label_, ignore_label_);
+    }
+    // The error path alone walks the labels again, to name the first bad one.
+    if (kind == caffe_temperature::kLabelInvalid) CheckLabels(label);
+    valid[pos] = kind == caffe_temperature::kLabelValid;
+  }
   const BetaView<Dtype> beta = {&beta_, 0, 0};
   caffe_temperature::LogSoftmaxForwardCPU(shape_, bottom[0]->cpu_data(), beta,
                                           log_prob_.mutable_cpu_data(),
@@ -147,15 +160,6 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
   const Dtype* log_q = log_prob_.cpu_data();
   const Dtype* p = teacher_prob_.cpu_data();
   const Dtype* log_p = teacher_log_prob_.cpu_data();
-  const int positions = shape_.positions();
-  const int channels = shape_.channels, inner = shape_.inner;
-  Dtype* kl = position_stats_.mutable_cpu_data();
-  Dtype* valid = kl + positions;
-  for (int pos = 0; pos < positions; ++pos) {
-    valid[pos] = !label || caffe_temperature::ClassifyLabel(
-        label[pos], channels, has_ignore_label_, ignore_label_) ==
-        caffe_temperature::kLabelValid;
-  }
   if (inner == 1) {
     // One position per row: its channels are contiguous, and the sum stays
     // in a register.
