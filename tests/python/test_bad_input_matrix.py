@@ -57,43 +57,32 @@ def beta_param(beta: str | None) -> str:
     return "" if beta is None else f'scale_param {{ filler {{ type: "constant" value: {beta} }} }}'
 
 
+def one_layer_net(header: str, blobs: dict[str, tuple[int, ...] | None], layer: str, tops: str, params: str) -> str:
+    """An Input layer for the blobs that are given (None: left out) feeding one layer, in that order."""
+    given = {name: shape for name, shape in blobs.items() if shape is not None}
+    bottoms = " ".join(f'bottom: "{name}"' for name in given)
+    return header + inputs(**given) + f"layer {{ {layer} {bottoms} {tops} {params} }}\n"
+
+
 def ts_net(shape: tuple[int, ...] = SHAPE, beta: str | None = "0.5", beta_shape: tuple[int, ...] | None = None,
            extra: str = "", header: str = "") -> str:
-    blobs: dict[str, tuple[int, ...]] = {"x": shape}
-    bottoms = 'bottom: "x"'
-    if beta_shape is not None:
-        blobs["beta"] = beta_shape
-        bottoms += ' bottom: "beta"'
-    return header + inputs(**blobs) + (
-        f'layer {{ name: "t" type: "TemperatureSoftmax" {bottoms} top: "y" {beta_param(beta)} {extra} }}\n'
-    )
+    return one_layer_net(header, {"x": shape, "beta": beta_shape}, 'name: "t" type: "TemperatureSoftmax"',
+                         'top: "y"', f"{beta_param(beta)} {extra}")
 
 
 def ig_net(shape: tuple[int, ...] = SHAPE, label_shape: tuple[int, ...] | None = None,
            h_shape: tuple[int, ...] | None = (C, C), params: str = "", extra: str = "", header: str = "") -> str:
     label_shape = label_shape if label_shape is not None else shape[:1] + shape[2:]
-    blobs: dict[str, tuple[int, ...]] = {"x": shape, "label": label_shape}
-    bottoms = 'bottom: "x" bottom: "label"'
-    if h_shape is not None:
-        blobs["H"] = h_shape
-        bottoms += ' bottom: "H"'
-    return header + inputs(**blobs) + (
-        f'layer {{ name: "ig" type: "SoftmaxWithInfogainLoss" {bottoms} top: "loss" top: "prob" {params} {extra} }}\n'
-    )
+    return one_layer_net(header, {"x": shape, "label": label_shape, "H": h_shape},
+                         'name: "ig" type: "SoftmaxWithInfogainLoss"', 'top: "loss" top: "prob"', f"{params} {extra}")
 
 
 def kd_net(shape: tuple[int, ...] = SHAPE, teacher_shape: tuple[int, ...] | None = None,
            label_shape: tuple[int, ...] | None = None, beta: str | None = "0.5", params: str = "",
            extra: str = "", header: str = "") -> str:
-    blobs: dict[str, tuple[int, ...]] = {"s": shape, "t": teacher_shape or shape}
-    bottoms = 'bottom: "s" bottom: "t"'
-    if label_shape is not None:
-        blobs["label"] = label_shape
-        bottoms += ' bottom: "label"'
-    return header + inputs(**blobs) + (
-        f'layer {{ name: "kd" type: "SoftmaxWithDistillationLoss" {bottoms} top: "loss" top: "q" '
-        f"{beta_param(beta)} {params} {extra} }}\n"
-    )
+    return one_layer_net(header, {"s": shape, "t": teacher_shape or shape, "label": label_shape},
+                         'name: "kd" type: "SoftmaxWithDistillationLoss"', 'top: "loss" top: "q"',
+                         f"{beta_param(beta)} {params} {extra}")
 
 
 def logits(shape: tuple[int, ...] = SHAPE, seed: int = 0) -> np.ndarray:
