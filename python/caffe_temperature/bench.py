@@ -45,6 +45,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from caffe_temperature._loader import build_info, plugin_path
 from caffe_temperature.add_temperature import positive_number
 
 
@@ -499,8 +500,6 @@ def caffe_has_gpu() -> bool:
     checked), has CUDA. A CPU_ONLY Caffe does not refuse set_mode_gpu(); it aborts
     the process (glog FATAL) at the first GPU call. Not the process's mapped
     libraries: PyTorch brings its own libcudart."""
-    from caffe_temperature._loader import build_info, plugin_path
-
     info = build_info(plugin_path())
     return info is not None and info.get("cpu_only") is False
 
