@@ -1,6 +1,8 @@
+#include <climits>
 #include <vector>
 
-#include "caffe/util/math_functions.hpp"
+#include "caffe_temperature/gpu_kernels.hpp"
+#include "caffe_temperature/layer_params.hpp"
 #include "caffe_temperature/temperature_softmax_layer.hpp"
 
 namespace caffe {
@@ -8,6 +10,17 @@ namespace caffe {
 template <typename Dtype>
 void TemperatureSoftmaxLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  if (bottom.size() > 1) {
+    // Validated on the device: only the index of the first bad value comes
+    // back, and the values themselves only on the way to the error message.
+    const Blob<Dtype>& beta = *bottom[1];
+    caffe_temperature::FindInvalidBetaGPU(beta.count(), beta.gpu_data(),
+                                          bad_index_.mutable_gpu_data());
+    if (bad_index_.cpu_data()[0] != INT_MAX) {
+      caffe_temperature::CheckInverseTemperatures(
+          this->layer_param_, beta.cpu_data(), beta.count());
+    }
+  }
   caffe_temperature::SoftmaxForwardGPU(shape_, bottom[0]->gpu_data(),
                                        Beta(bottom, true),
                                        top[0]->mutable_gpu_data());
@@ -24,10 +37,10 @@ void TemperatureSoftmaxLayer<Dtype>::Backward_gpu(
         shape_, bottom[0]->gpu_data(), y, dy,
         position_grad_.mutable_gpu_data());
     // Positions sharing one beta element are contiguous: a row sum.
-    caffe_gpu_gemv<Dtype>(CblasNoTrans, bottom[1]->count(), ones_.count(),
-                          Dtype(1), position_grad_.gpu_data(),
-                          ones_.gpu_data(), Dtype(0),
-                          bottom[1]->mutable_gpu_diff());
+    const int n = bottom[1]->count();
+    caffe_temperature::RowSumsGPU(n, n ? position_grad_.count() / n : 0,
+                                  position_grad_.gpu_data(),
+                                  bottom[1]->mutable_gpu_diff());
   }
   if (propagate_down[0]) {
     caffe_temperature::SoftmaxBackwardGPU(shape_, y, dy, Beta(bottom, true),

@@ -10,6 +10,9 @@
 #   CAFFE_TEMPERATURE_VENV   Python virtual environment to use (default $CACHE/venv)
 #   BUILD_DIR                plugin build directory (default ./build)
 #   JOBS                     parallel build jobs (default: nproc)
+#   CAFFE_TEMPERATURE_HIP_CPU_DIR  HIP-CPU (the folder holding include/hip): builds the
+#                            test gpu_kernels_emulated, which runs cuda/ on the CPU
+#                            (reported as skipped without it)
 #   CAFFE_TEMPERATURE_CUDA=1 build Caffe with CUDA (sm_90, no cuDNN) into its own cache
 #                            prefix and the plugin with its GPU kernels (default build dir ./build-cuda)
 #
@@ -40,7 +43,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config
   libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev libhdf5-dev
   libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
-  libboost-python-dev libgtest-dev python3-dev python3-venv valgrind
+  libboost-python-dev libgtest-dev python3-dev python3-venv valgrind libtbb-dev
 )
 PY_PACKAGES=(
   numpy protobuf scipy scikit-image six pybind11 pytest hypothesis matplotlib tqdm
@@ -161,7 +164,9 @@ build_plugin() {
   log "building the plugin in $BUILD_DIR against $caffe_dir"
   mkdir -p "$BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCaffe_DIR="$caffe_dir" \
-    -DPython3_EXECUTABLE="$VENV/bin/python" >"$BUILD_DIR/configure.log" 2>&1 \
+    -DPython3_EXECUTABLE="$VENV/bin/python" \
+    -DCAFFE_TEMPERATURE_HIP_CPU_DIR="${CAFFE_TEMPERATURE_HIP_CPU_DIR:-}" \
+    >"$BUILD_DIR/configure.log" 2>&1 \
     || { cat "$BUILD_DIR/configure.log" >&2; die "configuring the plugin failed"; }
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }

@@ -403,17 +403,17 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s,
       StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
                      weight, row_sum);
 #pragma omp simd
-      for (int i = 0; i < w; ++i) {
-        weight[i] *= scale;
-        row_sum[i] *= scale;
-      }
+      for (int i = 0; i < w; ++i) row_sum[i] *= scale;
       for (int c = 0; c < C; ++c) {
         const Dtype* pc = prob + offset + c * inner;
         const Dtype* hc = H + c;
         Dtype* dxc = dx + offset + c * inner;
 #pragma omp simd
         for (int i = 0; i < w; ++i) {
-          dxc[i] = row_sum[i] * pc[i] - weight[i] * hc[rows[i]];
+          // Selected, not multiplied by a zero weight: the NaN probabilities
+          // of an ignored position must not reach its gradient.
+          dxc[i] = weight[i] != 0 ? row_sum[i] * pc[i] - scale * hc[rows[i]]
+                                  : Dtype(0);
         }
       }
     }

@@ -1,26 +1,12 @@
-#include <algorithm>
 #include <vector>
 
 #include "caffe/layer_factory.hpp"
-#include "caffe/util/math_functions.hpp"
 #include "caffe_temperature/layer_params.hpp"
 #include "caffe_temperature/softmax_with_distillation_loss_layer.hpp"
 
 namespace caffe {
 
 using caffe_temperature::BetaView;
-
-namespace {
-
-// One channel's term of KL(p || q). 0 log 0 = 0; log p may be -inf where p
-// underflowed. `!= 0` rather than `> 0`: a NaN teacher probability must reach
-// the loss, not be skipped as if it were 0 (README, NaN policy).
-template <typename Dtype>
-inline Dtype KlTerm(Dtype p, Dtype log_p, Dtype log_q) {
-  return p != 0 ? p * (log_p - log_q) : Dtype(0);
-}
-
-}  // namespace
 
 template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::LayerSetUp(
@@ -35,11 +21,11 @@ void SoftmaxWithDistillationLossLayer<Dtype>::LayerSetUp(
   beta_ = static_cast<Dtype>(
       caffe_temperature::ReadInverseTemperature(this->layer_param_));
   const LossParameter& loss_param = this->layer_param_.loss_param();
-  has_ignore_label_ = loss_param.has_ignore_label();
-  ignore_label_ = loss_param.ignore_label();
-  CHECK(!has_ignore_label_ || bottom.size() == 3)
+  ignore_.enabled = loss_param.has_ignore_label();
+  ignore_.value = loss_param.ignore_label();
+  CHECK(!ignore_.enabled || bottom.size() == 3)
       << type() << " layer '" << this->layer_param_.name() << "': "
-      << "loss_param.ignore_label = " << ignore_label_ << " needs the label "
+      << "loss_param.ignore_label = " << ignore_.value << " needs the label "
       << "bottom (bottom[2]), which selects the positions to ignore; give "
       << "bottoms student, teacher, label or drop ignore_label";
   normalization_ = caffe_temperature::NormalizationMode(this->layer_param_);
@@ -74,12 +60,6 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Reshape(
   teacher_log_prob_.ReshapeLike(*bottom[0]);
   position_stats_.Reshape(vector<int>{3, positions});
   stats_sum_.Reshape(vector<int>(1, 3));
-  // Net calls Reshape before every forward pass: refilling the ones each
-  // time would also copy them to the device each time.
-  if (ones_.count() != positions) {
-    ones_.Reshape(vector<int>(1, positions));
-    caffe_set(positions, Dtype(1), ones_.mutable_cpu_data());
-  }
   if (top.size() == 2) top[1]->ReshapeLike(*bottom[0]);
 }
 
@@ -88,13 +68,13 @@ void SoftmaxWithDistillationLossLayer<Dtype>::CheckLabels(
     const Dtype* label) const {
   for (int pos = 0; pos < shape_.positions(); ++pos) {
     CHECK_NE(caffe_temperature::ClassifyLabel(label[pos], shape_.channels,
-                                              has_ignore_label_, ignore_label_),
+                                              ignore_),
              caffe_temperature::kLabelInvalid)
         << type() << " layer '" << this->layer_param_.name() << "': label "
         << "(bottom[2]) at position " << pos << " (sample "
         << pos / shape_.inner << ", index " << pos % shape_.inner << ") is "
         << label[pos] << "; expected an integer in [0, " << shape_.channels
-        << ")" << (has_ignore_label_ ? " or ignore_label" : "");
+        << ")" << (ignore_.enabled ? " or ignore_label" : "");
   }
 }
 
@@ -137,14 +117,13 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const Dtype* label = bottom.size() == 3 ? bottom[2]->cpu_data() : NULL;
   const int positions = shape_.positions();
-  const int channels = shape_.channels, inner = shape_.inner;
   Dtype* kl = position_stats_.mutable_cpu_data();
   Dtype* valid = kl + positions;
   for (int pos = 0; pos < positions; ++pos) {
     caffe_temperature::LabelKind kind = caffe_temperature::kLabelValid;
     if (label) {
-      kind = caffe_temperature::ClassifyLabel(label[pos], channels,
-                                              has_ignore_label_, ignore_label_);
+      kind = caffe_temperature::ClassifyLabel(label[pos], shape_.channels,
+                                              ignore_);
     }
     // The error path alone walks the labels again, to name the first bad one.
     if (kind == caffe_temperature::kLabelInvalid) CheckLabels(label);
@@ -157,40 +136,9 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
   caffe_temperature::LogSoftmaxForwardCPU(
       shape_, bottom[1]->cpu_data(), beta,
       teacher_log_prob_.mutable_cpu_data(), teacher_prob_.mutable_cpu_data());
-  const Dtype* log_q = log_prob_.cpu_data();
-  const Dtype* p = teacher_prob_.cpu_data();
-  const Dtype* log_p = teacher_log_prob_.cpu_data();
-  if (inner == 1) {
-    // One position per row: its channels are contiguous, and the sum stays
-    // in a register.
-    for (int pos = 0; pos < positions; ++pos) {
-      Dtype sum = 0;
-      const int offset = pos * channels;
-      for (int c = 0; valid[pos] != 0 && c < channels; ++c) {
-        sum += KlTerm(p[offset + c], log_p[offset + c], log_q[offset + c]);
-      }
-      kl[pos] = sum;
-    }
-  } else {
-    // Channel-outer, position-inner: the inner loop reads contiguous memory
-    // (a spatial net has inner in the thousands) and each position still sums
-    // its channels in order.
-    std::fill(kl, kl + positions, Dtype(0));
-    for (int o = 0; o < shape_.outer; ++o) {
-      Dtype* kl_o = kl + o * inner;
-      const Dtype* valid_o = valid + o * inner;
-      for (int c = 0; c < channels; ++c) {
-        const int offset = (o * channels + c) * inner;
-        for (int i = 0; i < inner; ++i) {
-          const int j = offset + i;
-          // Ignored positions are selected away, never multiplied by 0, so
-          // their NaNs stay out of the loss.
-          kl_o[i] += valid_o[i] != 0 ? KlTerm(p[j], log_p[j], log_q[j])
-                                     : Dtype(0);
-        }
-      }
-    }
-  }
+  caffe_temperature::DistillationKlCPU(
+      shape_, teacher_prob_.cpu_data(), teacher_log_prob_.cpu_data(),
+      log_prob_.cpu_data(), valid, kl);
   double kl_sum = 0;
   int valid_count = 0;
   for (int pos = 0; pos < positions; ++pos) {
@@ -207,21 +155,10 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
   if (!propagate_down[0]) return;
-  const Dtype scale = StudentDiffScale(top);
-  const Dtype* q = prob_.cpu_data();
-  const Dtype* p = teacher_prob_.cpu_data();
-  const Dtype* valid = position_stats_.cpu_data() + shape_.positions();
-  Dtype* diff = bottom[0]->mutable_cpu_diff();
-  const int channels = shape_.channels, inner = shape_.inner;
-  for (int o = 0; o < shape_.outer; ++o) {
-    for (int c = 0; c < channels; ++c) {
-      const int offset = (o * channels + c) * inner;
-      for (int i = 0; i < inner; ++i) {
-        diff[offset + i] = scale * valid[o * inner + i] *
-                           (q[offset + i] - p[offset + i]);
-      }
-    }
-  }
+  caffe_temperature::DistillationBackwardCPU(
+      shape_, StudentDiffScale(top), prob_.cpu_data(),
+      teacher_prob_.cpu_data(), position_stats_.cpu_data() + shape_.positions(),
+      bottom[0]->mutable_cpu_diff());
 }
 
 #ifdef CPU_ONLY

@@ -23,8 +23,8 @@ void SoftmaxWithInfogainLossLayer<Dtype>::LayerSetUp(
   }
   LossLayer<Dtype>::LayerSetUp(bottom, top);
   const LossParameter& loss_param = this->layer_param_.loss_param();
-  has_ignore_label_ = loss_param.has_ignore_label();
-  ignore_label_ = loss_param.ignore_label();
+  ignore_.enabled = loss_param.has_ignore_label();
+  ignore_.value = loss_param.ignore_label();
   normalization_ = caffe_temperature::NormalizationMode(this->layer_param_);
   if (bottom.size() > 2) return;
 
@@ -83,8 +83,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Reshape(
   else prob_.ReshapeLike(*bottom[0]);
   // Memory is only allocated by the path that touches these.
   label_rows_.resize(shape_.positions());
-  position_loss_.Reshape(vector<int>(1, shape_.positions()));
-  position_valid_.Reshape(vector<int>(1, shape_.positions()));
+  position_stats_.Reshape(vector<int>{2, shape_.positions()});
   loss_sums_.Reshape(vector<int>(1, 2));
   bad_index_.Reshape(vector<int>(1, 2));
 }
@@ -94,7 +93,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::FailOnLabel(int position,
                                                       Dtype value) const {
   std::ostringstream expected;
   expected << "an integer in [0, " << shape_.channels << ")";
-  if (has_ignore_label_) expected << " or ignore_label " << ignore_label_;
+  if (ignore_.enabled) expected << " or ignore_label " << ignore_.value;
   LOG(FATAL) << type() << " layer '" << this->layer_param_.name()
              << "': label at position " << position << " (outer index "
              << position / shape_.inner << ", inner index "
@@ -153,7 +152,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
   int valid_count = 0;
   for (int pos = 0; pos < shape_.positions(); ++pos) {
     const Dtype value = label[pos];
-    if (has_ignore_label_ && value == ignore_label_) {
+    if (ignore_.enabled && value == ignore_.value) {
       label_rows_[pos] = -1;
       continue;
     }

@@ -13,6 +13,7 @@ template <typename Dtype>
 void TemperatureSoftmaxLayer<Dtype>::LayerSetUp(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   constant_beta_.Reshape(vector<int>(1, 1));
+  bad_index_.Reshape(vector<int>(1, 1));
   constant_beta_.mutable_cpu_data()[0] =
       static_cast<Dtype>(caffe_temperature::ReadInverseTemperature(
           this->layer_param_));
@@ -59,10 +60,12 @@ BetaView<Dtype> TemperatureSoftmaxLayer<Dtype>::Beta(
     return view;
   }
   const Blob<Dtype>& beta = *bottom[1];
-  // Validated on the host on both paths: a bad beta must stop the net
-  // instead of turning every probability into NaN.
-  caffe_temperature::CheckInverseTemperatures(this->layer_param_,
-                                              beta.cpu_data(), beta.count());
+  // A bad beta must stop the net instead of turning every probability into
+  // NaN; Forward_gpu checks it on the device instead.
+  if (!gpu) {
+    caffe_temperature::CheckInverseTemperatures(this->layer_param_,
+                                                beta.cpu_data(), beta.count());
+  }
   view.data = gpu ? beta.gpu_data() : beta.cpu_data();
   if (beta.count() == shape_.positions()) {
     view.outer_stride = shape_.inner;

@@ -1,13 +1,14 @@
 #ifndef CAFFE_TEMPERATURE_SOFTMAX_KERNELS_HPP_
 #define CAFFE_TEMPERATURE_SOFTMAX_KERNELS_HPP_
 
-// CPU kernels shared by every layer of the plugin. A blob is seen as
-// outer x channels x inner; one softmax vector of `channels` values (stride
-// `inner`) belongs to each (outer, inner) position.
+// CPU kernels shared by every layer of the plugin (their GPU counterparts:
+// gpu_kernels.hpp). A blob is seen as outer x channels x inner; one softmax
+// vector of `channels` values (stride `inner`) belongs to each (outer, inner)
+// position.
 //
-// These functions live in a translation unit built with -ffast-math (so that
-// glibc's vector exp is used): they assume finite inputs and do no checking.
-// Callers validate beta before calling them.
+// Unless said otherwise, these functions live in a translation unit built
+// with -ffast-math (so that glibc's vector exp is used): they assume finite
+// inputs and do no checking. Callers validate beta before calling them.
 
 namespace caffe_temperature {
 
@@ -72,27 +73,22 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                              const int* label_rows, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx);
 
-#ifndef CPU_ONLY
-// The same four operations on device pointers (cuda/softmax_kernels.cu).
-// They launch on the default stream of the current device, as every Caffe 1.0
-// layer does, and keep no state between calls, so each data-parallel replica
-// (one solver thread per GPU) runs its own copy safely. BetaView.data is a
-// device pointer there.
+// SoftmaxWithDistillationLoss, from p = softmax(beta * teacher) and the
+// log-softmaxes log p and log q of teacher and student (LogSoftmaxForwardCPU):
+// kl[pos] = sum_c p_c (log p_c - log q_c), with 0 log 0 = 0, where
+// valid[pos] != 0, and 0 elsewhere (an ignored position's NaNs stay out).
+// Not fast-math (src/distillation_kernels.cpp): a NaN teacher probability
+// must reach the loss instead of passing for the 0 log 0 case.
 template <typename Dtype>
-void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
-                       const BetaView<Dtype>& beta, Dtype* y);
+void DistillationKlCPU(const SoftmaxShape& shape, const Dtype* p,
+                       const Dtype* log_p, const Dtype* log_q,
+                       const Dtype* valid, Dtype* kl);
+
+// dx = scale * valid(position) * (q - p).
 template <typename Dtype>
-void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
-                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y);
-template <typename Dtype>
-void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
-                        const Dtype* dy, const BetaView<Dtype>& beta,
-                        Dtype* dx);
-template <typename Dtype>
-void SoftmaxBetaGradientGPU(const SoftmaxShape& shape, const Dtype* x,
-                            const Dtype* y, const Dtype* dy,
-                            Dtype* position_grad);
-#endif  // CPU_ONLY
+void DistillationBackwardCPU(const SoftmaxShape& shape, Dtype scale,
+                             const Dtype* q, const Dtype* p,
+                             const Dtype* valid, Dtype* dx);
 
 }  // namespace caffe_temperature
 

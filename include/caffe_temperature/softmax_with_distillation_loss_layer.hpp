@@ -7,34 +7,8 @@
 #include "caffe/layer.hpp"
 #include "caffe/layers/loss_layer.hpp"
 #include "caffe/proto/caffe.pb.h"
+#include "caffe_temperature/labels.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
-
-#ifdef __CUDACC__
-#define CT_HOST_DEVICE __host__ __device__
-#else
-#define CT_HOST_DEVICE
-#endif
-
-namespace caffe_temperature {
-
-enum LabelKind { kLabelValid, kLabelIgnored, kLabelInvalid };
-
-// Shared by the CPU check and the GPU kernel so that both accept exactly the
-// same labels: an integer in [0, channels), or ignore_label. The comparisons
-// are written so that NaN and infinities come out invalid before any cast.
-template <typename Dtype>
-CT_HOST_DEVICE inline LabelKind ClassifyLabel(Dtype value, int channels,
-                                              bool has_ignore_label,
-                                              int ignore_label) {
-  if (has_ignore_label && value == static_cast<Dtype>(ignore_label)) {
-    return kLabelIgnored;
-  }
-  if (!(value >= 0 && value < channels)) return kLabelInvalid;
-  return value == static_cast<Dtype>(static_cast<int>(value)) ? kLabelValid
-                                                               : kLabelInvalid;
-}
-
-}  // namespace caffe_temperature
 
 namespace caffe {
 
@@ -96,8 +70,7 @@ class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {
 
   caffe_temperature::SoftmaxShape shape_;
   Dtype beta_;
-  bool has_ignore_label_;
-  int ignore_label_;
+  caffe_temperature::IgnoreLabel ignore_;
   LossParameter_NormalizationMode normalization_;
   /// The divisor of the last forward pass, which Backward scales by.
   double normalizer_;
@@ -113,9 +86,8 @@ class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {
   /// 1 where the position counts (0 where its label is ignored), and, on the
   /// GPU, 1 where its label is invalid. Backward reads row 1.
   Blob<Dtype> position_stats_;
-  /// The three row sums, computed on the device by a gemv with ones_.
+  /// GPU: the three row sums of position_stats_.
   Blob<Dtype> stats_sum_;
-  Blob<Dtype> ones_;
 };
 
 }  // namespace caffe

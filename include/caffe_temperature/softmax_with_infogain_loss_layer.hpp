@@ -7,6 +7,7 @@
 #include "caffe/layer.hpp"
 #include "caffe/layers/loss_layer.hpp"
 #include "caffe/proto/caffe.pb.h"
+#include "caffe_temperature/labels.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
 
 namespace caffe {
@@ -75,8 +76,7 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   void CheckPropagateDown(const vector<bool>& propagate_down) const;
 
   caffe_temperature::SoftmaxShape shape_;
-  bool has_ignore_label_;
-  int ignore_label_;
+  caffe_temperature::IgnoreLabel ignore_;
   LossParameter_NormalizationMode normalization_;
   /// The divisor of the last forward pass, reused by the backward pass.
   Dtype normalizer_;
@@ -92,9 +92,9 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   Blob<Dtype> prob_;
   /// CPU: the H row offset (l * C) of each position, -1 where ignored.
   vector<int> label_rows_;
-  /// GPU: per position loss and validity (1 or 0), summed by one block.
-  Blob<Dtype> position_loss_;
-  Blob<Dtype> position_valid_;
+  /// GPU: per position, as rows of a 2 x positions matrix, the loss and 1
+  /// where the position counts (0 where its label is ignored).
+  Blob<Dtype> position_stats_;
   /// GPU: {sum of losses, number of valid positions}.
   Blob<Dtype> loss_sums_;
   /// GPU: {first bad label position, first non-finite H index}, INT_MAX when

@@ -42,8 +42,9 @@ class TemperatureSoftmaxLayer : public Layer<Dtype> {
   virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
       const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
 
-  // Where each position's beta lives: bottom[1] after validating it, or the
-  // constant from scale_param. gpu selects device or host pointers.
+  // Where each position's beta lives: bottom[1], or the constant from
+  // scale_param. gpu selects device or host pointers; a host beta is
+  // validated here, a device one by Forward_gpu.
   caffe_temperature::BetaView<Dtype> Beta(const vector<Blob<Dtype>*>& bottom,
                                           bool gpu);
 
@@ -54,8 +55,11 @@ class TemperatureSoftmaxLayer : public Layer<Dtype> {
   /// d loss / d beta of every position, before summing over the positions
   /// that share one beta element.
   Blob<Dtype> position_grad_;
-  /// Ones for that sum, done as a gemv (positions per beta element long).
+  /// CPU: ones for that sum, done as a gemv (positions per beta element
+  /// long); the GPU sums rows with a kernel instead.
   Blob<Dtype> ones_;
+  /// GPU: the index of the first invalid beta value, INT_MAX when none.
+  Blob<int> bad_index_;
 };
 
 }  // namespace caffe

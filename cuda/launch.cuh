@@ -1,0 +1,48 @@
+#ifndef CAFFE_TEMPERATURE_CUDA_LAUNCH_CUH_
+#define CAFFE_TEMPERATURE_CUDA_LAUNCH_CUH_
+
+// The one place where the plugin launches a kernel. tests/emulated builds
+// cuda/ against HIP-CPU by rewriting this launch into hipLaunchKernelGGL
+// (cmake/hip_cpu_translate.cmake, which fails on any launch it cannot
+// rewrite), so every kernel must go through Launch.
+
+#include <glog/logging.h>
+
+#include <cstdint>
+
+namespace caffe_temperature {
+
+const int kThreads = 256;
+// Enough blocks of kThreads for `threads` threads. Every grid covers its
+// work in one pass, one thread, warp or block per item: the largest, a warp
+// per row for INT_MAX rows, is 2^28 blocks, within CUDA's 2^31 - 1.
+inline int BlocksFor(int64_t threads) {
+  return static_cast<int>((threads + kThreads - 1) / kThreads);
+}
+
+// Launches kernel on the default stream; a zero-block grid (nothing to do)
+// is skipped rather than reported by CUDA as an invalid configuration.
+template <typename... Params, typename... Args>
+void Launch(void (*kernel)(Params...), int blocks, int threads,
+            const Args&... args) {
+  if (blocks == 0) return;
+  kernel<<<blocks, threads>>>(args...);
+  const cudaError_t error = cudaPeekAtLastError();
+  CHECK(error == cudaSuccess) << "kernel launch failed: "
+                              << cudaGetErrorString(error);
+}
+
+// The global index of this thread, in 64 bits: blockIdx.x * blockDim.x
+// alone wraps from 2^31 threads (2^26 rows at a warp per row).
+__device__ inline int64_t GlobalThread() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+// *target = value from the device, ordered with the kernels around it (a
+// host copy would wait for them).
+template <typename T>
+__global__ void SetKernel(T* target, T value) { *target = value; }
+
+}  // namespace caffe_temperature
+
+#endif  // CAFFE_TEMPERATURE_CUDA_LAUNCH_CUH_

@@ -1,0 +1,575 @@
+// gpu_kernels_emulated: every entry point of gpu_kernels.hpp, built from the
+// real files of cuda/ and run on the CPU through HIP-CPU, against the CPU
+// kernels on the same inputs. What this proves and what it cannot (races,
+// divergent barriers, timing, CUDA's own maths): README, "Tests".
+//
+// Every buffer has guard zones filled with a poison NaN: a write out of
+// bounds changes a guard (reported), a read out of bounds brings the NaN
+// into a result (reported as a mismatch), and an output element the kernel
+// never writes is still poison afterwards (reported).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "caffe_temperature/gpu_kernels.hpp"
+#include "caffe_temperature/softmax_kernels.hpp"
+
+namespace caffe_temperature {
+namespace {
+
+const int kGuard = 64;
+
+// Poison: a quiet NaN with a payload no arithmetic produces, and for ints a
+// value no index takes.
+template <typename T>
+T Poison() {
+  if (std::is_same<T, float>::value) {
+    const uint32_t bits = 0x7fc0beefu;
+    float value;
+    std::memcpy(&value, &bits, sizeof(value));
+    return static_cast<T>(value);
+  }
+  if (std::is_same<T, double>::value) {
+    const uint64_t bits = 0x7ff800000000beefull;
+    double value;
+    std::memcpy(&value, &bits, sizeof(value));
+    return static_cast<T>(value);
+  }
+  return static_cast<T>(0x5a5a5a5a);
+}
+
+template <typename T>
+bool SameBits(T a, T b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }
+
+// n values between two poisoned guard zones; HIP-CPU's device memory is host
+// memory, so the kernels take these pointers as they are.
+template <typename T>
+class Guarded {
+ public:
+  explicit Guarded(int64_t n) : n_(n), storage_(n + 2 * kGuard, Poison<T>()) {}
+  explicit Guarded(const std::vector<T>& values) : Guarded(values.size()) {
+    std::copy(values.begin(), values.end(), data());
+  }
+  T* data() { return storage_.data() + kGuard; }
+  const T* data() const { return storage_.data() + kGuard; }
+  int64_t size() const { return n_; }
+  T operator[](int64_t i) const { return data()[i]; }
+  std::vector<T> values() const {
+    return std::vector<T>(data(), data() + n_);
+  }
+
+  ::testing::AssertionResult GuardsIntact() const {
+    for (int g = 0; g < kGuard; ++g) {
+      if (!SameBits(storage_[g], Poison<T>())) {
+        return ::testing::AssertionFailure()
+               << "write before the buffer, at index " << g - kGuard;
+      }
+      if (!SameBits(storage_[kGuard + n_ + g], Poison<T>())) {
+        return ::testing::AssertionFailure()
+               << "write past the end of the buffer, at index " << n_ + g;
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+ private:
+  int64_t n_;
+  std::vector<T> storage_;
+};
+
+int comparisons = 0;
+
+// Launches are asynchronous, in HIP-CPU as on a GPU: wait before reading a
+// result (and before a buffer goes out of scope).
+void Synchronize() {
+  ASSERT_EQ(hipDeviceSynchronize(), hipSuccess);
+}
+
+template <typename Dtype>
+Dtype Tolerance() { return sizeof(Dtype) == 4 ? 1e-4 : 1e-11; }
+
+// The GPU result against the CPU one: the same NaN/inf pattern, finite
+// values within a relative tolerance scaled by the largest finite CPU value,
+// every element written, nothing written outside.
+template <typename Dtype>
+::testing::AssertionResult Agree(const std::vector<Dtype>& cpu,
+                                 const Guarded<Dtype>& gpu) {
+  Synchronize();
+  ++comparisons;
+  if (!gpu.GuardsIntact()) return gpu.GuardsIntact();
+  if (static_cast<int64_t>(cpu.size()) != gpu.size()) {
+    return ::testing::AssertionFailure() << "sizes differ";
+  }
+  Dtype scale = 0;
+  for (Dtype c : cpu) {
+    if (std::isfinite(c)) scale = std::max(scale, std::abs(c));
+  }
+  int bad = 0;
+  std::ostringstream report;
+  for (int64_t i = 0; i < gpu.size(); ++i) {
+    const Dtype c = cpu[i], g = gpu[i];
+    const char* problem = NULL;
+    if (SameBits(g, Poison<Dtype>())) {
+      problem = "never written (or copied from a guard)";
+    } else if (std::isnan(c) != std::isnan(g)) {
+      problem = "NaN pattern differs";
+    } else if (std::isinf(c) || std::isinf(g)) {
+      if (c != g) problem = "infinity differs";
+    } else if (!std::isnan(c) &&
+               std::abs(c - g) > Tolerance<Dtype>() * (std::abs(c) + scale)) {
+      problem = "value differs";
+    }
+    if (!problem) continue;
+    if (++bad <= 5) {
+      report << "\n  [" << i << "] cpu " << c << " gpu " << g << ": "
+             << problem;
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << bad << " of " << gpu.size() << " elements disagree:"
+         << report.str();
+}
+
+struct Shape3 {
+  int outer, channels, inner;
+};
+
+std::string Describe(const SoftmaxShape& s) {
+  std::ostringstream out;
+  out << "outer " << s.outer << ", C " << s.channels << ", inner " << s.inner;
+  return out.str();
+}
+
+// Reaches every path of the dispatch (cuda/per_vector.cuh): a warp per row
+// (C <= 1024, inner = 1), a block per row (C > 1024, inner = 1), a thread per
+// position (inner > 1, axis 0 as outer = 1), several blocks of each with
+// the last one partly idle, and no position at all.
+std::vector<SoftmaxShape> Shapes() {
+  std::vector<SoftmaxShape> shapes;
+  for (int c : {1, 31, 32, 33, 1000, 1024, 1025, 5000, 40000}) {
+    shapes.push_back({c <= 1024 ? 19 : (c <= 5000 ? 5 : 2), c, 1});
+    shapes.push_back({2, c, c <= 1024 ? 7 : 3});
+  }
+  shapes.push_back({1, 33, 300});  // axis 0: one outer, two blocks of threads
+  shapes.push_back({100, 33, 1});  // 13 blocks of 8 warps
+  shapes.push_back({2, 5, 500});   // 4 blocks of threads
+  shapes.push_back({0, 10, 1});
+  shapes.push_back({0, 2000, 1});
+  shapes.push_back({0, 10, 4});
+  shapes.push_back({3, 10, 0});
+  return shapes;
+}
+
+enum Special { kFinite, kNaN, kPlusInf, kMinusInf };
+
+// Normal logits of spread 3; with `special`, one element of each of the
+// first vectors is NaN, +inf or -inf (in turn).
+template <typename Dtype>
+std::vector<Dtype> Logits(const SoftmaxShape& s, std::mt19937* rng,
+                          bool special) {
+  std::normal_distribution<double> normal(0, 3);
+  std::vector<Dtype> x(s.count());
+  for (Dtype& v : x) v = static_cast<Dtype>(normal(*rng));
+  if (!special) return x;
+  const Dtype values[] = {std::numeric_limits<Dtype>::quiet_NaN(),
+                          std::numeric_limits<Dtype>::infinity(),
+                          -std::numeric_limits<Dtype>::infinity()};
+  for (int p = 0; p < std::min(3, s.positions()); ++p) {
+    const int o = p / s.inner, i = p % s.inner, c = s.channels / 2;
+    x[(static_cast<int64_t>(o) * s.channels + c) * s.inner + i] = values[p];
+  }
+  return x;
+}
+
+template <typename Dtype>
+std::vector<Dtype> Uniform(int64_t n, double low, double high,
+                           std::mt19937* rng) {
+  std::uniform_real_distribution<double> uniform(low, high);
+  std::vector<Dtype> values(n);
+  for (Dtype& v : values) v = static_cast<Dtype>(uniform(*rng));
+  return values;
+}
+
+// The three beta layouts of TemperatureSoftmax: shared, per sample, per
+// position, as values and strides.
+struct BetaLayout {
+  const char* name;
+  int count;
+  int outer_stride;
+  int inner_stride;
+};
+
+std::vector<BetaLayout> BetaLayouts(const SoftmaxShape& s) {
+  return {{"shared", 1, 0, 0},
+          {"per sample", s.outer, 1, 0},
+          {"per position", s.positions(), s.inner, 1}};
+}
+
+template <typename Dtype>
+class GpuKernelsEmulated : public ::testing::Test {};
+
+typedef ::testing::Types<float, double> Dtypes;
+TYPED_TEST_SUITE(GpuKernelsEmulated, Dtypes);
+
+TYPED_TEST(GpuKernelsEmulated, SoftmaxFamilyMatchesCpu) {
+  typedef TypeParam Dtype;
+  std::mt19937 rng(1);
+  for (const SoftmaxShape& s : Shapes()) {
+    for (bool special : {false, true}) {
+      const std::vector<Dtype> x = Logits<Dtype>(s, &rng, special);
+      const std::vector<Dtype> dy = Uniform<Dtype>(s.count(), -1, 1, &rng);
+      for (const BetaLayout& layout : BetaLayouts(s)) {
+        SCOPED_TRACE(Describe(s) + ", beta " + layout.name +
+                     (special ? ", NaN/inf logits" : ""));
+        const Guarded<Dtype> beta(
+            Uniform<Dtype>(layout.count, 0.2, 3, &rng));
+        const BetaView<Dtype> view = {beta.data(), layout.outer_stride,
+                                      layout.inner_stride};
+        const Guarded<Dtype> x_gpu(x);
+
+        std::vector<Dtype> y(s.count());
+        SoftmaxForwardCPU(s, x.data(), view, y.data());
+        Guarded<Dtype> y_gpu(s.count());
+        SoftmaxForwardGPU(s, x_gpu.data(), view, y_gpu.data());
+        EXPECT_TRUE(Agree(y, y_gpu)) << "SoftmaxForward";
+
+        Guarded<Dtype> in_place(x);
+        SoftmaxForwardGPU(s, in_place.data(), view, in_place.data());
+        EXPECT_TRUE(Agree(y, in_place)) << "SoftmaxForward in place";
+
+        std::vector<Dtype> log_y(s.count()), y2(s.count());
+        LogSoftmaxForwardCPU(s, x.data(), view, log_y.data(), y2.data());
+        Guarded<Dtype> log_y_gpu(s.count()), y2_gpu(s.count());
+        LogSoftmaxForwardGPU(s, x_gpu.data(), view, log_y_gpu.data(),
+                             y2_gpu.data());
+        EXPECT_TRUE(Agree(log_y, log_y_gpu)) << "LogSoftmaxForward log y";
+        EXPECT_TRUE(Agree(y2, y2_gpu)) << "LogSoftmaxForward y";
+        Guarded<Dtype> log_only(s.count());
+        LogSoftmaxForwardGPU(s, x_gpu.data(), view, log_only.data(),
+                             static_cast<Dtype*>(NULL));
+        EXPECT_TRUE(Agree(log_y, log_only)) << "LogSoftmaxForward, no y";
+
+        // Backward from the CPU forward's y, so that both sides see the
+        // same input.
+        const Guarded<Dtype> y_in(y), dy_in(dy);
+        std::vector<Dtype> dx(s.count());
+        SoftmaxBackwardCPU(s, y.data(), dy.data(), view, dx.data());
+        Guarded<Dtype> dx_gpu(s.count());
+        SoftmaxBackwardGPU(s, y_in.data(), dy_in.data(), view, dx_gpu.data());
+        EXPECT_TRUE(Agree(dx, dx_gpu)) << "SoftmaxBackward";
+        Guarded<Dtype> dx_in_place(dy);
+        SoftmaxBackwardGPU(s, y_in.data(), dx_in_place.data(), view,
+                           dx_in_place.data());
+        EXPECT_TRUE(Agree(dx, dx_in_place)) << "SoftmaxBackward in place";
+
+        std::vector<Dtype> grad(s.positions());
+        SoftmaxBetaGradientCPU(s, x.data(), y.data(), dy.data(), grad.data());
+        Guarded<Dtype> grad_gpu(s.positions());
+        SoftmaxBetaGradientGPU(s, x_gpu.data(), y_in.data(), dy_in.data(),
+                               grad_gpu.data());
+        EXPECT_TRUE(Agree(grad, grad_gpu)) << "SoftmaxBetaGradient";
+
+        // The layer sums the position gradients over the positions that
+        // share one beta element: summed here from the GPU's own position
+        // gradients, as float sums of terms that cancel lose digits.
+        if (special || layout.count == 0) continue;
+        const int cols = s.positions() / layout.count;
+        std::vector<Dtype> beta_grad(layout.count, 0);
+        for (int r = 0; r < layout.count; ++r) {
+          double sum = 0;
+          for (int c = 0; c < cols; ++c) sum += grad_gpu[r * cols + c];
+          beta_grad[r] = static_cast<Dtype>(sum);
+        }
+        Guarded<Dtype> beta_grad_gpu(layout.count);
+        RowSumsGPU(layout.count, cols, grad_gpu.data(), beta_grad_gpu.data());
+        EXPECT_TRUE(Agree(beta_grad, beta_grad_gpu)) << "RowSums of beta";
+      }
+    }
+  }
+}
+
+TYPED_TEST(GpuKernelsEmulated, RowSumsMatchLoop) {
+  typedef TypeParam Dtype;
+  std::mt19937 rng(2);
+  for (int rows : {0, 1, 3, 40}) {
+    for (int cols : {0, 1, 31, 33, 1024, 1025, 70000}) {
+      SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols));
+      const Guarded<Dtype> values(
+          Uniform<Dtype>(static_cast<int64_t>(rows) * cols, -1, 1, &rng));
+      std::vector<Dtype> sums(rows, 0);
+      for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) sums[r] += values[r * cols + c];
+      }
+      Guarded<Dtype> sums_gpu(rows);
+      RowSumsGPU(rows, cols, values.data(), sums_gpu.data());
+      EXPECT_TRUE(Agree(sums, sums_gpu));
+    }
+  }
+}
+
+// The index FindInvalidBetaGPU / FindNonFiniteGPU must report.
+template <typename Dtype, typename Predicate>
+int FirstIndex(const std::vector<Dtype>& values, Predicate is_bad) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (is_bad(values[i])) return static_cast<int>(i);
+  }
+  return INT_MAX;
+}
+
+TYPED_TEST(GpuKernelsEmulated, ValidationFindsTheFirstBadValue) {
+  typedef TypeParam Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  std::mt19937 rng(3);
+  for (int n : {0, 1, 700, 5000}) {
+    for (Dtype bad : {Dtype(0), Dtype(-1), nan, inf, -inf}) {
+      for (int at : {-1, 0, n / 2, n - 1}) {
+        if (at >= n) continue;
+        SCOPED_TRACE("n " + std::to_string(n) + ", bad value at " +
+                     std::to_string(at));
+        std::vector<Dtype> values = Uniform<Dtype>(n, 0.1, 2, &rng);
+        if (at >= 0) values[at] = bad;
+        if (at >= 0 && at + 3 < n) values[at + 3] = bad;
+        const Guarded<Dtype> values_gpu(values);
+        Guarded<int> first(1);
+        FindInvalidBetaGPU(n, values_gpu.data(), first.data());
+        Synchronize();
+        ++comparisons;
+        EXPECT_EQ(first[0], FirstIndex(values, [](Dtype b) {
+                    return !(b > 0 && std::isfinite(b));
+                  })) << "FindInvalidBeta";
+        FindNonFiniteGPU(n, values_gpu.data(), first.data());
+        Synchronize();
+        ++comparisons;
+        EXPECT_EQ(first[0], FirstIndex(values, [](Dtype v) {
+                    return !std::isfinite(v);
+                  })) << "FindNonFinite";
+        EXPECT_TRUE(first.GuardsIntact());
+      }
+    }
+  }
+}
+
+// Labels for the loss layers: valid classes, every fifth position ignored
+// (when ignore is enabled), and, with `invalid`, bad values from position 3.
+template <typename Dtype>
+std::vector<Dtype> Labels(const SoftmaxShape& s, const IgnoreLabel& ignore,
+                          bool invalid, std::mt19937* rng) {
+  std::uniform_int_distribution<int> label(0, std::max(0, s.channels - 1));
+  std::vector<Dtype> labels(s.positions());
+  for (int p = 0; p < s.positions(); ++p) {
+    labels[p] = ignore.enabled && p % 5 == 1 ? Dtype(ignore.value)
+                                              : Dtype(label(*rng));
+  }
+  if (invalid && s.positions() > 6) {
+    labels[3] = Dtype(s.channels) + Dtype(0.5);
+    labels[6] = std::numeric_limits<Dtype>::quiet_NaN();
+  }
+  return labels;
+}
+
+std::vector<IgnoreLabel> IgnoreSettings() { return {{false, 0}, {true, 255}}; }
+
+TYPED_TEST(GpuKernelsEmulated, InfogainMatchesCpu) {
+  typedef TypeParam Dtype;
+  std::mt19937 rng(4);
+  for (const SoftmaxShape& s : Shapes()) {
+    if (s.channels > 5000) continue;  // H would be 40000^2 values
+    const int C = s.channels;
+    // H >= 0 with zeros on the diagonal's neighbour, so that a -inf logit
+    // meets both H[l, c] = 0 (adds 0) and H[l, c] > 0 (+inf).
+    std::vector<Dtype> H = Uniform<Dtype>(static_cast<int64_t>(C) * C, 0, 2,
+                                          &rng);
+    for (int l = 0; l < C; ++l) H[static_cast<int64_t>(l) * C + C / 2] = l % 2;
+    const Guarded<Dtype> H_gpu(H);
+    std::vector<Dtype> sum_rows_H(C, 0);
+    for (int l = 0; l < C; ++l) {
+      for (int c = 0; c < C; ++c) sum_rows_H[l] += H[l * C + c];
+    }
+    // H as a bottom: its row sums come from the device.
+    Guarded<Dtype> sums_gpu(C);
+    RowSumsGPU(C, C, H_gpu.data(), sums_gpu.data());
+    EXPECT_TRUE(Agree(sum_rows_H, sums_gpu)) << "row sums of H, " << C;
+    // H from a file: summed on the host at setup.
+    const Guarded<Dtype> sums_from_file(sum_rows_H);
+    const Guarded<Dtype>* const row_sums[] = {&sums_gpu, &sums_from_file};
+
+    for (bool special : {false, true}) {
+      for (const IgnoreLabel& ignore : IgnoreSettings()) {
+        for (const Guarded<Dtype>* sums : row_sums) {
+          SCOPED_TRACE(Describe(s) + (ignore.enabled ? ", ignore_label" : "") +
+                       (special ? ", NaN/inf logits" : "") +
+                       (sums == &sums_gpu ? ", H bottom" : ", H from file"));
+          const std::vector<Dtype> x = Logits<Dtype>(s, &rng, special);
+          const std::vector<Dtype> labels = Labels<Dtype>(s, ignore, false,
+                                                          &rng);
+          std::vector<int> label_rows(s.positions());
+          Dtype valid_count = 0;
+          for (int p = 0; p < s.positions(); ++p) {
+            const bool valid =
+                ClassifyLabel(labels[p], C, ignore) == kLabelValid;
+            label_rows[p] = valid ? static_cast<int>(labels[p]) * C : -1;
+            valid_count += valid;
+          }
+          std::vector<Dtype> prob(s.count());
+          const Dtype loss = InfogainLossForwardCPU(
+              s, x.data(), label_rows.data(), H.data(), sum_rows_H.data(),
+              prob.data());
+
+          const Guarded<Dtype> x_gpu(x), labels_gpu(labels);
+          Guarded<Dtype> prob_gpu(s.count()), stats(2 * s.positions());
+          Guarded<int> first_bad(1);
+          InfogainLossForwardGPU(s, x_gpu.data(), labels_gpu.data(), ignore,
+                                 H_gpu.data(), sums->data(), prob_gpu.data(),
+                                 stats.data(), first_bad.data());
+          EXPECT_TRUE(Agree(prob, prob_gpu)) << "infogain prob";  // syncs
+          std::vector<Dtype> totals(2, 0);
+          for (int p = 0; p < s.positions(); ++p) {
+            totals[0] += stats[p];
+            totals[1] += stats[s.positions() + p];
+          }
+          EXPECT_TRUE(stats.GuardsIntact());
+          Guarded<Dtype> totals_gpu(2);
+          RowSumsGPU(2, s.positions(), stats.data(), totals_gpu.data());
+          EXPECT_TRUE(Agree(totals, totals_gpu)) << "infogain stats sums";
+          EXPECT_TRUE(Agree(std::vector<Dtype>{loss, valid_count},
+                            totals_gpu))
+              << "infogain loss and valid count";
+          ++comparisons;
+          EXPECT_EQ(first_bad[0], INT_MAX) << "no bad label";
+
+          const Dtype top_diff = 0.75, inv_norm = 1 / std::max<Dtype>(
+                                                      valid_count, 1);
+          std::vector<Dtype> dx(s.count());
+          InfogainLossBackwardCPU(s, prob.data(), label_rows.data(), H.data(),
+                                  sum_rows_H.data(), top_diff * inv_norm,
+                                  dx.data());
+          const Guarded<Dtype> prob_in(prob),
+              top_diff_gpu(std::vector<Dtype>(1, top_diff));
+          Guarded<Dtype> dx_gpu(s.count());
+          InfogainLossBackwardGPU(s, prob_in.data(), labels_gpu.data(),
+                                  ignore, H_gpu.data(), sums->data(),
+                                  top_diff_gpu.data(), inv_norm,
+                                  dx_gpu.data());
+          EXPECT_TRUE(Agree(dx, dx_gpu)) << "infogain backward";
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(GpuKernelsEmulated, InfogainReportsTheFirstBadLabel) {
+  typedef TypeParam Dtype;
+  std::mt19937 rng(5);
+  for (const SoftmaxShape& s : {SoftmaxShape{40, 33, 1},
+                                SoftmaxShape{2, 1025, 5},
+                                SoftmaxShape{8, 2000, 1}}) {
+    SCOPED_TRACE(Describe(s));
+    const int C = s.channels;
+    const Guarded<Dtype> H(Uniform<Dtype>(static_cast<int64_t>(C) * C, 0, 1,
+                                          &rng));
+    const Guarded<Dtype> sums(Uniform<Dtype>(C, 1, 2, &rng));
+    const Guarded<Dtype> x(Logits<Dtype>(s, &rng, false));
+    const Guarded<Dtype> labels(Labels<Dtype>(s, {true, 255}, true, &rng));
+    Guarded<Dtype> prob(s.count()), stats(2 * s.positions());
+    Guarded<int> first_bad(1);
+    InfogainLossForwardGPU(s, x.data(), labels.data(), {true, 255}, H.data(),
+                           sums.data(), prob.data(), stats.data(),
+                           first_bad.data());
+    Synchronize();
+    ++comparisons;
+    EXPECT_EQ(first_bad[0], 3);
+    EXPECT_TRUE(first_bad.GuardsIntact());
+  }
+}
+
+TYPED_TEST(GpuKernelsEmulated, DistillationMatchesCpu) {
+  typedef TypeParam Dtype;
+  std::mt19937 rng(6);
+  for (const SoftmaxShape& s : Shapes()) {
+    for (bool special : {false, true}) {
+      for (bool with_label : {false, true}) {
+        for (const IgnoreLabel& ignore : IgnoreSettings()) {
+          if (!with_label && ignore.enabled) continue;
+          SCOPED_TRACE(Describe(s) + (with_label ? ", label" : "") +
+                       (ignore.enabled ? ", ignore_label" : "") +
+                       (special ? ", NaN/inf logits" : ""));
+          const Dtype beta = 0.4;
+          const BetaView<Dtype> view = {&beta, 0, 0};
+          const std::vector<Dtype> student = Logits<Dtype>(s, &rng, special);
+          const std::vector<Dtype> teacher = Logits<Dtype>(s, &rng, false);
+          const std::vector<Dtype> labels =
+              Labels<Dtype>(s, ignore, with_label && special, &rng);
+
+          const int n = s.count(), positions = s.positions();
+          std::vector<Dtype> q(n), log_q(n), p(n), log_p(n);
+          LogSoftmaxForwardCPU(s, student.data(), view, log_q.data(),
+                               q.data());
+          LogSoftmaxForwardCPU(s, teacher.data(), view, log_p.data(),
+                               p.data());
+          std::vector<Dtype> valid(positions, 1), invalid(positions, 0);
+          for (int pos = 0; with_label && pos < positions; ++pos) {
+            const LabelKind kind = ClassifyLabel(labels[pos], s.channels,
+                                                 ignore);
+            valid[pos] = kind == kLabelValid;
+            invalid[pos] = kind == kLabelInvalid;
+          }
+          std::vector<Dtype> kl(positions);
+          DistillationKlCPU(s, p.data(), log_p.data(), log_q.data(),
+                            valid.data(), kl.data());
+
+          const Guarded<Dtype> student_gpu(student), teacher_gpu(teacher),
+              labels_gpu(labels);
+          Guarded<Dtype> q_gpu(n), p_gpu(n), stats(3 * positions);
+          DistillationForwardGPU(s, beta, student_gpu.data(),
+                                 teacher_gpu.data(),
+                                 with_label ? labels_gpu.data() : NULL,
+                                 ignore, q_gpu.data(), p_gpu.data(),
+                                 stats.data());
+          EXPECT_TRUE(Agree(q, q_gpu)) << "distillation q";
+          EXPECT_TRUE(Agree(p, p_gpu)) << "distillation p";
+          std::vector<Dtype> expected_stats(kl);
+          expected_stats.insert(expected_stats.end(), valid.begin(),
+                                valid.end());
+          expected_stats.insert(expected_stats.end(), invalid.begin(),
+                                invalid.end());
+          EXPECT_TRUE(Agree(expected_stats, stats)) << "distillation stats";
+
+          const Dtype scale = 1.7;
+          std::vector<Dtype> dx(n);
+          DistillationBackwardCPU(s, scale, q.data(), p.data(), valid.data(),
+                                  dx.data());
+          const Guarded<Dtype> q_in(q), p_in(p), valid_in(valid);
+          Guarded<Dtype> dx_gpu(n);
+          DistillationBackwardGPU(s, scale, q_in.data(), p_in.data(),
+                                  valid_in.data(), dx_gpu.data());
+          EXPECT_TRUE(Agree(dx, dx_gpu)) << "distillation backward";
+        }
+      }
+    }
+  }
+}
+
+class ReportComparisons : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::printf("gpu_kernels_emulated: %d comparisons of a GPU entry point "
+                "with its CPU reference\n", comparisons);
+  }
+};
+
+const ::testing::Environment* const kReport =
+    ::testing::AddGlobalTestEnvironment(new ReportComparisons);
+
+}  // namespace
+}  // namespace caffe_temperature
