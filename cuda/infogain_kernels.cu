@@ -11,15 +11,26 @@ namespace caffe_temperature {
 
 namespace {
 
-// A vector's label, read once per vector: its class when valid, else -1.
+// The labels and H, as both passes read them.
 template <typename Dtype>
-__device__ __forceinline__ int LabelClass(const Dtype* label,
-                                          const IgnoreLabel& ignore,
-                                          const Vector& v, LabelKind* kind) {
-  const Dtype value = label[v.position];
-  *kind = ClassifyLabel(value, v.channels, ignore);
-  return *kind == kLabelValid ? static_cast<int>(value) : -1;
-}
+struct InfogainTargets {
+  const Dtype* label;
+  IgnoreLabel ignore;
+  const Dtype* H;
+  const Dtype* sum_rows_H;
+
+  // The row of H that the vector's label picks and, in *row_sum, its sum;
+  // NULL unless the label is valid. The label is read once per vector.
+  __device__ const Dtype* Row(const Vector& v, LabelKind* kind,
+                              Dtype* row_sum) const {
+    const Dtype value = label[v.position];
+    *kind = ClassifyLabel(value, v.channels, ignore);
+    if (*kind != kLabelValid) return NULL;
+    const int l = static_cast<int>(value);
+    *row_sum = sum_rows_H[l];
+    return H + static_cast<int64_t>(l) * v.channels;
+  }
+};
 
 // With m = max_c x_c and S = sum_c exp(x_c - m), the position's loss is
 //   -sum_c H[l, c] (x_c - m - log S) = sum_rows_H[l] log S - h_dot,
@@ -28,10 +39,7 @@ __device__ __forceinline__ int LabelClass(const Dtype* label,
 template <typename Dtype>
 struct InfogainForwardOp {
   const Dtype* x;
-  const Dtype* label;
-  IgnoreLabel ignore;
-  const Dtype* H;
-  const Dtype* sum_rows_H;
+  InfogainTargets<Dtype> targets;
   Dtype* prob;
   Dtype* stats;
   int64_t positions;
@@ -39,8 +47,8 @@ struct InfogainForwardOp {
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     LabelKind kind;
-    const int l = LabelClass(label, ignore, v, &kind);
-    const Dtype* h = l >= 0 ? H + static_cast<int64_t>(l) * v.channels : NULL;
+    Dtype row_sum = 0;
+    const Dtype* h = targets.Row(v, &kind, &row_sum);
     const Dtype m = Max(g, v, x);
     Dtype sum = 0, h_dot = 0;
     ForEach(g, v, [&](int64_t k, int c) {
@@ -55,7 +63,7 @@ struct InfogainForwardOp {
     const Dtype log_sum = Log(sum);
     ForEach(g, v, [&](int64_t k, int) { prob[k] = Exp(x[k] - m - log_sum); });
     if (g.first != 0) return;
-    stats[v.position] = h ? sum_rows_H[l] * log_sum - h_dot : Dtype(0);
+    stats[v.position] = h ? row_sum * log_sum - h_dot : Dtype(0);
     stats[positions + v.position] = h ? Dtype(1) : Dtype(0);
     if (kind == kLabelInvalid) {
       atomicMin(first_bad_label, static_cast<int>(v.position));
@@ -66,24 +74,21 @@ struct InfogainForwardOp {
 template <typename Dtype>
 struct InfogainBackwardOp {
   const Dtype* prob;
-  const Dtype* label;
-  IgnoreLabel ignore;
-  const Dtype* H;
-  const Dtype* sum_rows_H;
+  InfogainTargets<Dtype> targets;
   const Dtype* top_diff;
   Dtype inv_norm;
   Dtype* dx;
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     LabelKind kind;
-    const int l = LabelClass(label, ignore, v, &kind);
-    if (l < 0) {
+    Dtype row_sum = 0;
+    const Dtype* h = targets.Row(v, &kind, &row_sum);
+    if (!h) {
       ForEach(g, v, [&](int64_t k, int) { dx[k] = 0; });
       return;
     }
-    const Dtype* h = H + static_cast<int64_t>(l) * v.channels;
     const Dtype scale = top_diff[0] * inv_norm;
-    const Dtype p_scale = scale * sum_rows_H[l];
+    const Dtype p_scale = scale * row_sum;
     ForEach(g, v, [&](int64_t k, int c) {
       dx[k] = p_scale * prob[k] - scale * h[c];
     });
@@ -98,8 +103,8 @@ void InfogainLossForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                             const Dtype* H, const Dtype* sum_rows_H,
                             Dtype* prob, Dtype* stats, int* first_bad_label) {
   const int64_t positions = static_cast<int64_t>(shape.outer) * shape.inner;
-  const InfogainForwardOp<Dtype> op = {x,    label, ignore,    H,
-                                       sum_rows_H, prob, stats, positions,
+  const InfogainTargets<Dtype> targets = {label, ignore, H, sum_rows_H};
+  const InfogainForwardOp<Dtype> op = {x, targets, prob, stats, positions,
                                        first_bad_label};
   Launch(SetKernel<int>, 1, 1, first_bad_label, INT_MAX);
   LaunchPerVector<Dtype>(shape, op);
@@ -111,9 +116,8 @@ void InfogainLossBackwardGPU(const SoftmaxShape& shape, const Dtype* prob,
                              const Dtype* H, const Dtype* sum_rows_H,
                              const Dtype* top_diff, Dtype inv_norm,
                              Dtype* dx) {
-  const InfogainBackwardOp<Dtype> op = {prob,       label,    ignore,
-                                        H,          sum_rows_H, top_diff,
-                                        inv_norm,   dx};
+  const InfogainTargets<Dtype> targets = {label, ignore, H, sum_rows_H};
+  const InfogainBackwardOp<Dtype> op = {prob, targets, top_diff, inv_norm, dx};
   LaunchPerVector<Dtype>(shape, op);
 }
 

@@ -437,6 +437,31 @@ TYPED_TEST(TemperatureSoftmaxLayerTest, GpuMatchesCpu) {
   }
 }
 
+// A warp per row takes rows * 32 threads, which passes 2^31 from 2^26 rows:
+// with 32-bit index arithmetic the rows past that would stay uncomputed.
+TYPED_TEST(TemperatureSoftmaxLayerTest, GpuComputesEveryRowPast2To26) {
+  typedef typename TypeParam::Dtype Dtype;
+  if (TypeParam::device != Caffe::GPU) GTEST_SKIP() << "GPU only";
+  const int rows = (1 << 26) + 3;
+  Blob<Dtype> x(vector<int>{rows, 2}), y;
+  Dtype* data = x.mutable_cpu_data();
+  for (int r = 0; r < rows; ++r) {
+    data[2 * r] = static_cast<Dtype>(r % 7);
+    data[2 * r + 1] = 0;
+  }
+  vector<Blob<Dtype>*> bottom{&x}, top{&y};
+  TemperatureSoftmaxLayer<Dtype> layer(TemperatureSoftmaxParam(1));
+  layer.SetUp(bottom, top);
+  layer.Forward(bottom, top);
+  const Dtype* out = y.cpu_data();
+  int wrong = 0;
+  for (int r = 0; r < rows; ++r) {
+    const double expected = 1 / (1 + std::exp(-(r % 7)));
+    if (!(std::abs(out[2 * r] - expected) <= 1e-5)) ++wrong;
+  }
+  EXPECT_EQ(wrong, 0) << "rows whose softmax is wrong or missing";
+}
+
 // Death tests fork; gtest runs suites named *DeathTest first.
 template <typename TypeParam>
 class TemperatureSoftmaxLayerDeathTest

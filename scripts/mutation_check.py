@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Plants known kernel bugs in a copy of cuda/ and counts how many the
+emulated GPU test (gpu_kernels_emulated) catches.
+
+    scripts/mutation_check.py [--build-dir build] [--hip-cpu-dir DIR] [--only N ...]
+
+Run by hand (it rebuilds the test once per mutation: about a minute each on
+two cores). The repository is copied into a temporary folder first, so the
+working tree is never touched. Caffe_DIR and HIP-CPU are taken from the
+given, already configured build unless given.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    kind: str
+    path: str
+    old: str
+    new: str
+    expect_caught: bool = True
+
+
+MUTATIONS = (
+    Mutation("max reduction computes the min", "cuda/reduce.cuh",
+             "return a > b ? a : b;", "return a < b ? a : b;"),
+    Mutation("warp reduction skips half of the lanes", "cuda/reduce.cuh",
+             "offset = kWarpSize / 2;", "offset = kWarpSize / 4;"),
+    Mutation("block reduction drops the last warp", "cuda/reduce.cuh",
+             "w < warps; ++w", "w < warps - 1; ++w"),
+    Mutation("missing __syncthreads before reusing the scratch (a race)",
+             "cuda/reduce.cuh",
+             "  __syncthreads();  // scratch may still be read", "  //",
+             expect_caught=False),
+    Mutation("off-by-one channel bound", "cuda/per_vector.cuh",
+             "c < v.channels; c += g.step", "c < v.channels - 1; c += g.step"),
+    Mutation("off-by-one row bound (warp per row)", "cuda/per_vector.cuh",
+             "if (o >= s.outer) return;", "if (o > s.outer) return;"),
+    Mutation("wrong stride (thread per position)", "cuda/per_vector.cuh",
+             "s.inner, s.channels};\n  op(ThreadGroup(), v);",
+             "1, s.channels};\n  op(ThreadGroup(), v);"),
+    Mutation("dropped normalisation of the softmax", "cuda/softmax_kernels.cu",
+             "if (y) y[k] = Exp(z) / sum;", "if (y) y[k] = Exp(z);"),
+    Mutation("wrong beta index", "cuda/softmax_kernels.cu",
+             "static_cast<int64_t>(v.o) * beta.outer_stride",
+             "static_cast<int64_t>(v.i) * beta.outer_stride"),
+    Mutation("validation misses the last value", "cuda/softmax_kernels.cu",
+             "if (i < n && is_bad(values[i]))",
+             "if (i < n - 1 && is_bad(values[i]))"),
+    Mutation("ignore_label not honoured (infogain)", "cuda/infogain_kernels.cu",
+             "if (*kind != kLabelValid) return NULL;",
+             "if (*kind == kLabelInvalid) return NULL;"),
+    Mutation("sign error in the infogain gradient", "cuda/infogain_kernels.cu",
+             "p_scale * prob[k] - scale * h[c]",
+             "p_scale * prob[k] + scale * h[c]"),
+    Mutation("KL divergence the wrong way round",
+             "cuda/distillation_kernels.cu",
+             "kl += p_k * (log_p - log_q);", "kl += p_k * (log_q - log_p);"),
+    Mutation("invalid labels not reported (distillation)",
+             "cuda/distillation_kernels.cu",
+             "= kind == kLabelInvalid;", "= 0;"),
+    Mutation("ignored positions get a gradient (distillation)",
+             "cuda/distillation_kernels.cu",
+             "const Dtype s = scale * valid[v.position];",
+             "const Dtype s = scale;"),
+)
+
+
+def cache_value(build_dir: Path, name: str) -> str:
+    """A value from build_dir's CMakeCache.txt ('' when absent)."""
+    text = (build_dir / "CMakeCache.txt").read_text()
+    match = re.search(rf"^{re.escape(name)}:[A-Z]*=(.*)$", text, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+def copy_repository(target: Path) -> None:
+    """The tracked and untracked-but-not-ignored files, as a clone would have."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def build_and_test(build: Path) -> tuple[str, str]:
+    """('pass' | 'fail' | 'build error' | 'crash' | 'timeout', detail)."""
+    built = run(["cmake", "--build", str(build), "--target",
+                 "gpu_kernels_emulated", "-j2"], build, 1800)
+    if built.returncode != 0:
+        return "build error", built.stdout[-400:]
+    try:
+        tested = run([str(build / "tests" / "gpu_kernels_emulated")], build, 900)
+    except subprocess.TimeoutExpired:
+        return "timeout", ""
+    failed = sorted(set(re.findall(r"^\[  FAILED  \] (\S+?)(?:,|$)",
+                                   tested.stdout, re.MULTILINE)))
+    if tested.returncode == 0:
+        return "pass", ""
+    if failed:
+        return "fail", " ".join(failed)
+    return "crash", f"exit status {tested.returncode}"
+
+
+def check(mutation: Mutation, work: Path, build: Path) -> tuple[str, str]:
+    path = work / mutation.path
+    original = path.read_text()
+    count = original.count(mutation.old)
+    if count != 1:
+        raise SystemExit(f"mutation '{mutation.kind}': '{mutation.old}' occurs "
+                         f"{count} times in {mutation.path}, expected once")
+    path.write_text(original.replace(mutation.old, mutation.new))
+    try:
+        return build_and_test(build)
+    finally:
+        path.write_text(original)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build",
+                        help="a configured build to take Caffe_DIR and HIP-CPU from")
+    parser.add_argument("--hip-cpu-dir", type=Path,
+                        help="HIP-CPU (default: the build's CAFFE_TEMPERATURE_HIP_CPU_DIR)")
+    parser.add_argument("--only", type=int, nargs="+", metavar="N",
+                        help="run only these mutations (1-based, as listed)")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    caffe_dir = cache_value(args.build_dir, "Caffe_DIR")
+    hip_cpu = str(args.hip_cpu_dir or cache_value(
+        args.build_dir, "CAFFE_TEMPERATURE_HIP_CPU_DIR"))
+    if not caffe_dir or not hip_cpu:
+        print(f"error: {args.build_dir} has no Caffe_DIR or HIP-CPU; give "
+              "--build-dir of a configured build and --hip-cpu-dir", file=sys.stderr)
+        return 2
+    selected = [(i, m) for i, m in enumerate(MUTATIONS, 1)
+                if not args.only or i in args.only]
+    with tempfile.TemporaryDirectory(prefix="ct-mutants-") as temp:
+        work = Path(temp) / "src"
+        build = Path(temp) / "build"
+        copy_repository(work)
+        configured = run(["cmake", "-S", str(work), "-B", str(build),
+                          f"-DCaffe_DIR={caffe_dir}",
+                          f"-DCAFFE_TEMPERATURE_HIP_CPU_DIR={hip_cpu}",
+                          "-DCAFFE_TEMPERATURE_BUILD_PYTHON=OFF"], work, 600)
+        if configured.returncode != 0:
+            print(configured.stdout + configured.stderr, file=sys.stderr)
+            return 1
+        baseline, detail = build_and_test(build)
+        if baseline != "pass":
+            print(f"error: the unmutated test does not pass ({baseline}: {detail})",
+                  file=sys.stderr)
+            return 1
+        caught = expected = 0
+        for number, mutation in selected:
+            start = time.monotonic()
+            verdict, detail = check(mutation, work, build)
+            hit = verdict != "pass"
+            caught += hit
+            expected += mutation.expect_caught
+            note = "" if mutation.expect_caught else " (expected to pass: HIP-CPU cannot show races)"
+            print(f"{number:2d}. {mutation.kind} [{mutation.path}]: "
+                  f"{'CAUGHT' if hit else 'missed'} ({verdict}{': ' + detail if detail else ''})"
+                  f"{note} [{time.monotonic() - start:.0f} s]", flush=True)
+        print(f"caught {caught} of {len(selected)} mutations "
+              f"({expected} of them detectable in emulation)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
