@@ -8,6 +8,11 @@ namespace caffe {
 template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  // No position: a zero loss, as on the CPU (empty blobs have no memory).
+  if (shape_.positions() == 0) {
+    FinishForward(0, 0, top);
+    return;
+  }
   const bool has_label = bottom.size() == 3;
   caffe_temperature::DistillationForwardGPU(
       shape_, beta_, bottom[0]->gpu_data(), bottom[1]->gpu_data(),
@@ -32,7 +37,7 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Backward_gpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
-  if (!propagate_down[0]) return;
+  if (!propagate_down[0] || shape_.positions() == 0) return;
   caffe_temperature::DistillationBackwardGPU(
       shape_, StudentDiffScale(top), prob_.gpu_data(), teacher_prob_.gpu_data(),
       position_stats_.gpu_data() + shape_.positions(),

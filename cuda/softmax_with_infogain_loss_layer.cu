@@ -10,6 +10,13 @@ namespace caffe {
 template <typename Dtype>
 void SoftmaxWithInfogainLossLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  // No position: a zero loss, as on the CPU (empty blobs have no memory);
+  // a bottom H is still checked.
+  if (shape_.positions() == 0) {
+    if (bottom.size() > 2) SumRowsOfInfogainCPU(*bottom[2]);
+    FinishForward(0, 0, top);
+    return;
+  }
   const Blob<Dtype>& H = Infogain(bottom);
   const int C = shape_.channels;
   int* bad_index = bad_index_.mutable_gpu_data();
@@ -37,9 +44,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_gpu(
   }
   if (bad[0] != INT_MAX) FailOnLabel(bad[0], bottom[1]->cpu_data()[bad[0]]);
   const Dtype* sums = loss_sums_.cpu_data();
-  normalizer_ = caffe_temperature::LossNormalizer(
-      normalization_, shape_.outer, shape_.inner, static_cast<int>(sums[1]));
-  top[0]->mutable_cpu_data()[0] = sums[0] / normalizer_;
+  FinishForward(sums[0], static_cast<int>(sums[1]), top);
 }
 
 template <typename Dtype>
@@ -47,7 +52,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Backward_gpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
-  if (!propagate_down[0]) return;
+  if (!propagate_down[0] || shape_.positions() == 0) return;
   caffe_temperature::InfogainLossBackwardGPU(
       shape_, Prob(top)->gpu_data(), bottom[1]->gpu_data(), ignore_,
       Infogain(bottom).gpu_data(), sum_rows_H_.gpu_data(), top[0]->gpu_diff(),

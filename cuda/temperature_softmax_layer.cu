@@ -10,6 +10,8 @@ namespace caffe {
 template <typename Dtype>
 void TemperatureSoftmaxLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  // No value: y is empty, as on the CPU (empty blobs have no memory).
+  if (shape_.count() == 0) return;
   if (bottom.size() > 1) {
     // Validated on the device: only the index of the first bad value comes
     // back, and the values themselves only on the way to the error message.
@@ -30,6 +32,7 @@ template <typename Dtype>
 void TemperatureSoftmaxLayer<Dtype>::Backward_gpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
+  if (BackwardOfEmpty(propagate_down, bottom)) return;
   const Dtype* y = top[0]->gpu_data();
   const Dtype* dy = top[0]->gpu_diff();
   if (bottom.size() > 1 && propagate_down[1]) {
@@ -38,7 +41,7 @@ void TemperatureSoftmaxLayer<Dtype>::Backward_gpu(
         position_grad_.mutable_gpu_data());
     // Positions sharing one beta element are contiguous: a row sum.
     const int n = bottom[1]->count();
-    caffe_temperature::RowSumsGPU(n, n ? position_grad_.count() / n : 0,
+    caffe_temperature::RowSumsGPU(n, position_grad_.count() / n,
                                   position_grad_.gpu_data(),
                                   bottom[1]->mutable_gpu_diff());
   }

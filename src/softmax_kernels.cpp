@@ -298,22 +298,39 @@ CT_INLINE void StripLabelRows(const int* label_rows, int channels,
 // channel stride is large; their per-position arrays then live in L2.
 const int kLossStrip = 2048;
 
-// m - x, capped far above any real logit gap: a -inf logit (a masked class)
-// then adds H[l, c] * cap, which is 0 where H[l, c] = 0 (0 log 0 = 0) instead
-// of 0 * inf = NaN. A cap, not a test for H == 0, because fast-math lets the
-// compiler drop such a test; it cannot drop a cap a finite value may exceed.
+// Far above any real logit gap m - x: only a -inf logit (a masked class)
+// reaches it.
+template <typename Dtype>
+CT_INLINE Dtype GapCap() {
+  return sizeof(Dtype) == 4 ? Dtype(1e30) : Dtype(1e300);
+}
+
+// m - x, capped: a -inf logit then adds H[l, c] * cap, which is 0 where
+// H[l, c] = 0 (0 log 0 = 0) instead of 0 * inf = NaN. A cap, not a test for
+// H == 0, because fast-math lets the compiler drop such a test; it cannot drop
+// a cap a finite value may exceed.
 template <typename Dtype>
 CT_INLINE Dtype GapToMax(Dtype m, Dtype x) {
-  const Dtype cap = sizeof(Dtype) == 4 ? Dtype(1e30) : Dtype(1e300);
-  return std::min(m - x, cap);
+  return std::min(m - x, GapCap<Dtype>());
+}
+
+// h where the gap reached the cap, else 0. The term is then -h log 0, +inf
+// for h > 0 and -inf for h < 0, which fast-math code cannot produce: the
+// kernel keeps the largest and the smallest of these values for the caller
+// to apply the infinities. The comparison stays, for the reason the cap does.
+template <typename Dtype>
+CT_INLINE Dtype InfiniteTermWeight(Dtype h, Dtype m, Dtype x) {
+  return m - x >= GapCap<Dtype>() ? h : Dtype(0);
 }
 
 template <typename Dtype>
 CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
                                         const int* label_rows, const Dtype* H,
-                                        const Dtype* sum_rows_H, Dtype* prob) {
+                                        const Dtype* sum_rows_H, Dtype* prob,
+                                        bool* plus_inf, bool* minus_inf) {
   const int C = s.channels, inner = s.inner;
-  Dtype loss = 0;
+  // The extremes of InfiniteTermWeight: > 0 and < 0 mark +inf and -inf.
+  Dtype loss = 0, most = 0, least = 0;
   if (inner == 1) {
     for (int o = 0; o < s.outer; ++o) {
       const Dtype* xo = x + o * C;
@@ -327,10 +344,18 @@ CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
       if (row < 0) continue;
       const Dtype* h = H + row;
       Dtype dot = 0;
-#pragma omp simd reduction(+ : dot)
-      for (int c = 0; c < C; ++c) dot += h[c] * GapToMax(m, xo[c]);
+#pragma omp simd reduction(+ : dot) reduction(max : most) \
+    reduction(min : least)
+      for (int c = 0; c < C; ++c) {
+        dot += h[c] * GapToMax(m, xo[c]);
+        const Dtype weight = InfiniteTermWeight(h[c], m, xo[c]);
+        most = std::max(most, weight);
+        least = std::min(least, weight);
+      }
       loss += sum_rows_H[row / C] * std::log(sum) + dot;
     }
+    *plus_inf = most > 0;
+    *minus_inf = least < 0;
     return loss;
   }
   alignas(64) Dtype m[kLossStrip], ones[kLossStrip], sum[kLossStrip],
@@ -357,10 +382,15 @@ CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
         const Dtype* xc = xs + c * inner;
         const Dtype* hc = H + c;
         Dtype* pc = ps + c * inner;
-#pragma omp simd
+#pragma omp simd reduction(max : most) reduction(min : least)
         for (int i = 0; i < w; ++i) {
           pc[i] *= sum[i];
           dot[i] += hc[rows[i]] * GapToMax(m[i], xc[i]);
+          // weight 0: an ignored position has no infinite term.
+          const Dtype infinite =
+              InfiniteTermWeight(weight[i] * hc[rows[i]], m[i], xc[i]);
+          most = std::max(most, infinite);
+          least = std::min(least, infinite);
         }
       }
 #pragma omp simd reduction(+ : strip_loss)
@@ -368,6 +398,8 @@ CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
       loss += strip_loss;
     }
   }
+  *plus_inf = most > 0;
+  *minus_inf = least < 0;
   return loss;
 }
 
@@ -447,8 +479,10 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s,
                                            const Dtype* x, const int* rows,   \
                                            const Dtype* H,                    \
                                            const Dtype* sum_rows_H,           \
-                                           Dtype* prob) {                     \
-    return InfogainLossForwardImpl(s, x, rows, H, sum_rows_H, prob);          \
+                                           Dtype* prob, bool* plus_inf,       \
+                                           bool* minus_inf) {                 \
+    return InfogainLossForwardImpl(s, x, rows, H, sum_rows_H, prob, plus_inf, \
+                                   minus_inf);                                \
   }                                                                           \
   CT_CLONES void InfogainLossBackwardClone(const SoftmaxShape& s,             \
                                            const Dtype* prob, const int* rows,\
@@ -492,8 +526,10 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
 template <typename Dtype>
 Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                              const int* label_rows, const Dtype* H,
-                             const Dtype* sum_rows_H, Dtype* prob) {
-  return InfogainLossForwardClone(shape, x, label_rows, H, sum_rows_H, prob);
+                             const Dtype* sum_rows_H, Dtype* prob,
+                             bool* plus_inf, bool* minus_inf) {
+  return InfogainLossForwardClone(shape, x, label_rows, H, sum_rows_H, prob,
+                                  plus_inf, minus_inf);
 }
 
 template <typename Dtype>
@@ -518,7 +554,7 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
   template Dtype InfogainLossForwardCPU<Dtype>(const SoftmaxShape&,           \
                                                const Dtype*, const int*,      \
                                                const Dtype*, const Dtype*,    \
-                                               Dtype*);                       \
+                                               Dtype*, bool*, bool*);         \
   template void InfogainLossBackwardCPU<Dtype>(const SoftmaxShape&,           \
                                                const Dtype*, const int*,      \
                                                const Dtype*, const Dtype*,    \

@@ -45,6 +45,10 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Reshape(
   shape_.outer = bottom[0]->count(0, axis);
   shape_.channels = bottom[0]->shape(axis);
   shape_.inner = bottom[0]->count(axis + 1);
+  CHECK_GT(shape_.channels, 0)
+      << type() << " layer '" << this->layer_param_.name() << "': axis "
+      << axis << " of the logits (shape " << bottom[0]->shape_string()
+      << ") holds the classes, and there is none: no distribution to compare";
   const int positions = shape_.positions();
   if (bottom.size() == 3) {
     CHECK_EQ(bottom[2]->count(), positions)
@@ -115,8 +119,14 @@ Dtype SoftmaxWithDistillationLossLayer<Dtype>::StudentDiffScale(
 template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
-  const Dtype* label = bottom.size() == 3 ? bottom[2]->cpu_data() : NULL;
   const int positions = shape_.positions();
+  // No position (outer or inner is 0): a zero loss, and stock Caffe gives the
+  // empty blobs no memory to read.
+  if (positions == 0) {
+    FinishForward(0, 0, top);
+    return;
+  }
+  const Dtype* label = bottom.size() == 3 ? bottom[2]->cpu_data() : NULL;
   Dtype* kl = position_stats_.mutable_cpu_data();
   Dtype* valid = kl + positions;
   for (int pos = 0; pos < positions; ++pos) {
@@ -154,7 +164,8 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
-  if (!propagate_down[0]) return;
+  // No position: the student's diff is empty, and has no memory.
+  if (!propagate_down[0] || shape_.positions() == 0) return;
   caffe_temperature::DistillationBackwardCPU(
       shape_, StudentDiffScale(top), prob_.cpu_data(),
       teacher_prob_.cpu_data(), position_stats_.cpu_data() + shape_.positions(),

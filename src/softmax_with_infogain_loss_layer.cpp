@@ -1,5 +1,6 @@
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ void SoftmaxWithInfogainLossLayer<Dtype>::LayerSetUp(
   CHECK(ReadProtoFromBinaryFile(source, &proto))
       << type() << " layer '" << this->layer_param_.name() << "': '" << source
       << "' (infogain_loss_param.source) is not a binaryproto BlobProto";
+  // Blob::FromProto CHECK-fails on an empty blob without naming the file.
+  CHECK_GT(proto.data_size() + proto.double_data_size(), 0)
+      << type() << " layer '" << this->layer_param_.name() << "': '" << source
+      << "' (infogain_loss_param.source) holds no values; H must be C x C";
   infogain_.FromProto(proto);
 }
 
@@ -58,16 +63,23 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Reshape(
   shape_.channels = bottom[0]->shape(axis);
   shape_.inner = bottom[0]->count(axis + 1);
   const int C = shape_.channels;
+  CHECK_GT(C, 0) << type() << " layer '" << this->layer_param_.name()
+                 << "': axis " << axis << " of bottom[0] (shape "
+                 << bottom[0]->shape_string() << ") holds the classes, and "
+                 << "there is none: no label can be valid";
   CHECK_EQ(bottom[1]->count(), shape_.positions())
       << type() << " layer '" << this->layer_param_.name() << "': label "
       << "(bottom[1], shape " << bottom[1]->shape_string() << ") must hold one "
       << "label per position of bottom[0] (shape "
       << bottom[0]->shape_string() << ", softmax axis " << axis << ")";
   const Blob<Dtype>& H = Infogain(bottom);
-  CHECK_EQ(H.count(), C * C)
+  // In 64 bits: C * C passes INT_MAX from C = 46341, where an int product
+  // would wrap and could even match a wrong H.
+  const int64_t C_squared = static_cast<int64_t>(C) * C;
+  CHECK_EQ(H.count(), C_squared)
       << type() << " layer '" << this->layer_param_.name() << "': the "
       << "infogain matrix H (" << (bottom.size() > 2 ? "bottom[2]" : "source")
-      << ", shape " << H.shape_string() << ") must be C x C = " << C * C
+      << ", shape " << H.shape_string() << ") must be C x C = " << C_squared
       << " values, C = " << C << " being the size of axis " << axis
       << " of bottom[0] (shape " << bottom[0]->shape_string() << ")";
   // H from `source` never changes, and its size has just been fixed to C x C:
@@ -111,6 +123,14 @@ void SoftmaxWithInfogainLossLayer<Dtype>::FailOnInfogainEntry(
 }
 
 template <typename Dtype>
+void SoftmaxWithInfogainLossLayer<Dtype>::FinishForward(
+    Dtype loss_sum, int valid_count, const vector<Blob<Dtype>*>& top) {
+  normalizer_ = caffe_temperature::LossNormalizer(
+      normalization_, shape_.outer, shape_.inner, valid_count);
+  top[0]->mutable_cpu_data()[0] = loss_sum / normalizer_;
+}
+
+template <typename Dtype>
 void SoftmaxWithInfogainLossLayer<Dtype>::CheckPropagateDown(
     const vector<bool>& propagate_down) const {
   for (int i = 1; i < propagate_down.size(); ++i) {
@@ -148,30 +168,34 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   if (bottom.size() > 2) SumRowsOfInfogainCPU(*bottom[2]);
   const int C = shape_.channels;
-  const Dtype* label = bottom[1]->cpu_data();
+  // Stock Caffe gives an empty blob no memory: with no position (outer or
+  // inner is 0), the loss is 0 and no blob is read.
+  const bool empty = shape_.positions() == 0;
+  const Dtype* label = empty ? NULL : bottom[1]->cpu_data();
   int valid_count = 0;
   for (int pos = 0; pos < shape_.positions(); ++pos) {
-    const Dtype value = label[pos];
-    if (ignore_.enabled && value == ignore_.value) {
-      label_rows_[pos] = -1;
-      continue;
-    }
-    // Also rejects NaN, which fails every comparison. The cast only sees
-    // values in [0, C), and unlike std::floor it needs no libm call.
-    if (!(value >= 0 && value < C && value == static_cast<int>(value))) {
-      FailOnLabel(pos, value);
-    }
-    label_rows_[pos] = static_cast<int>(value) * C;
-    ++valid_count;
+    // The GPU kernels classify labels with the same function.
+    const caffe_temperature::LabelKind kind =
+        caffe_temperature::ClassifyLabel(label[pos], C, ignore_);
+    if (kind == caffe_temperature::kLabelInvalid) FailOnLabel(pos, label[pos]);
+    const bool valid = kind == caffe_temperature::kLabelValid;
+    label_rows_[pos] = valid ? static_cast<int>(label[pos]) * C : -1;
+    valid_count += valid;
   }
 
-  const Dtype loss = caffe_temperature::InfogainLossForwardCPU(
-      shape_, bottom[0]->cpu_data(), label_rows_.data(),
-      Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
-      Prob(top)->mutable_cpu_data());
-  normalizer_ = caffe_temperature::LossNormalizer(
-      normalization_, shape_.outer, shape_.inner, valid_count);
-  top[0]->mutable_cpu_data()[0] = loss / normalizer_;
+  Dtype loss = 0;
+  bool plus_inf = false, minus_inf = false;
+  if (!empty) {
+    loss = caffe_temperature::InfogainLossForwardCPU(
+        shape_, bottom[0]->cpu_data(), label_rows_.data(),
+        Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
+        Prob(top)->mutable_cpu_data(), &plus_inf, &minus_inf);
+  }
+  // -H[l, c] log 0 for a -inf logit (a masked class) that H weighs: the
+  // fast-math kernel reports the infinities instead of computing them.
+  if (plus_inf) loss += std::numeric_limits<Dtype>::infinity();
+  if (minus_inf) loss -= std::numeric_limits<Dtype>::infinity();
+  FinishForward(loss, valid_count, top);
 }
 
 template <typename Dtype>
@@ -179,7 +203,8 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
   CheckPropagateDown(propagate_down);
-  if (!propagate_down[0]) return;
+  // No position: x's diff is empty, and has no memory.
+  if (!propagate_down[0] || shape_.positions() == 0) return;
   // Label rows from the forward pass: its labels were validated there.
   caffe_temperature::InfogainLossBackwardCPU(
       shape_, Prob(top)->cpu_data(), label_rows_.data(),

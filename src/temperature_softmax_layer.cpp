@@ -47,8 +47,16 @@ void TemperatureSoftmaxLayer<Dtype>::Reshape(
       << " (one per position) for input shape " << bottom[0]->shape_string()
       << " and softmax axis " << axis;
   position_grad_.Reshape(vector<int>(1, shape_.positions()));
-  ones_.Reshape(vector<int>(1, shape_.positions() / n));
-  caffe_set(ones_.count(), Dtype(1), ones_.mutable_cpu_data());
+  // n = 0 is one beta per sample with no sample: no position.
+  const int per_beta = n > 0 ? shape_.positions() / n : 0;
+  // Net calls Reshape before every forward pass: the ones are refilled only
+  // when their count changes (an empty blob has no memory to fill).
+  if (ones_.count() != per_beta) {
+    ones_.Reshape(vector<int>(1, per_beta));
+    if (per_beta > 0) {
+      caffe_set(per_beta, Dtype(1), ones_.mutable_cpu_data());
+    }
+  }
 }
 
 template <typename Dtype>
@@ -79,15 +87,31 @@ BetaView<Dtype> TemperatureSoftmaxLayer<Dtype>::Beta(
 template <typename Dtype>
 void TemperatureSoftmaxLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  // No value (no position, or no class): y is empty, and stock Caffe gives an
+  // empty blob no memory to read.
+  if (shape_.count() == 0) return;
   caffe_temperature::SoftmaxForwardCPU(shape_, bottom[0]->cpu_data(),
                                        Beta(bottom, false),
                                        top[0]->mutable_cpu_data());
 }
 
 template <typename Dtype>
+bool TemperatureSoftmaxLayer<Dtype>::BackwardOfEmpty(
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  if (shape_.count() != 0) return false;
+  // Each beta's gradient is an empty sum, and neither the empty blobs (no
+  // memory) nor BLAS (no gemv without columns) can be asked for it.
+  if (bottom.size() > 1 && propagate_down[1] && bottom[1]->count() > 0) {
+    caffe_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_cpu_diff());
+  }
+  return true;
+}
+
+template <typename Dtype>
 void TemperatureSoftmaxLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
+  if (BackwardOfEmpty(propagate_down, bottom)) return;
   const Dtype* y = top[0]->cpu_data();
   const Dtype* dy = top[0]->cpu_diff();
   if (bottom.size() > 1 && propagate_down[1]) {

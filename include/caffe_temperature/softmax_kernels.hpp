@@ -60,11 +60,16 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
 //   -sum_{positions} sum_c H[l, c] log prob_c
 // over the positions whose row offset label_rows[o * inner + i] = l * channels
 // is >= 0 (negative: ignored). sum_rows_H[l] = sum_c H[l, c]. Labels and H
-// must have been validated.
+// must have been validated. A -inf logit x_c where H[l, c] != 0 makes the
+// loss infinite (-H[l, c] log 0), which this fast-math code cannot compute:
+// *plus_inf tells whether some H[l, c] > 0 meets one, *minus_inf whether
+// some H[l, c] < 0 does, for the caller to add +inf and -inf (both: NaN) to
+// the returned sum.
 template <typename Dtype>
 Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                              const int* label_rows, const Dtype* H,
-                             const Dtype* sum_rows_H, Dtype* prob);
+                             const Dtype* sum_rows_H, Dtype* prob,
+                             bool* plus_inf, bool* minus_inf);
 
 // dx_c = scale * (prob_c * sum_rows_H[l] - H[l, c]), 0 at ignored positions;
 // label_rows, H and sum_rows_H as above.

@@ -72,6 +72,9 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   /// The LOG(FATAL)s that both paths share, so that messages agree.
   void FailOnLabel(int position, Dtype value) const;
   void FailOnInfogainEntry(int index, Dtype value) const;
+  /// Stores the normalizer for Backward and writes the loss.
+  void FinishForward(Dtype loss_sum, int valid_count,
+                     const vector<Blob<Dtype>*>& top);
   /// Refuses a gradient request for the label or H.
   void CheckPropagateDown(const vector<bool>& propagate_down) const;
 

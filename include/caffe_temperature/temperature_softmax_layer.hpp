@@ -48,6 +48,11 @@ class TemperatureSoftmaxLayer : public Layer<Dtype> {
   caffe_temperature::BetaView<Dtype> Beta(const vector<Blob<Dtype>*>& bottom,
                                           bool gpu);
 
+  // With no value to compute (no position, or no class), zeroes the beta
+  // gradient asked for and returns true.
+  bool BackwardOfEmpty(const vector<bool>& propagate_down,
+                       const vector<Blob<Dtype>*>& bottom);
+
   caffe_temperature::SoftmaxShape shape_;
   /// beta from scale_param, as a one-element blob so that the CPU and the GPU
   /// paths read it the same way as a bottom beta.

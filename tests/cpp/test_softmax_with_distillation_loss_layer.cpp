@@ -331,6 +331,21 @@ TYPED_TEST(SoftmaxWithDistillationLossLayerTest,
   }
 }
 
+// No position (N = 0): the loss is 0, and no empty blob is read or written
+// (stock Caffe gives a blob no memory until it has held a value).
+TYPED_TEST(SoftmaxWithDistillationLossLayerTest, TestNoPosition) {
+  typedef typename TypeParam::Dtype Dtype;
+  Blob<Dtype> student(vector<int>{0, 5}), teacher(vector<int>{0, 5});
+  Blob<Dtype> label(vector<int>(1, 0));
+  const vector<Blob<Dtype>*> bottom{&student, &teacher, &label};
+  const vector<Blob<Dtype>*> top{&this->loss_};
+  SoftmaxWithDistillationLossLayer<Dtype> layer(DistillationParam(
+      0.5, 1, caffe::LossParameter_NormalizationMode_VALID, true));
+  layer.SetUp(bottom, top);
+  EXPECT_EQ(layer.Forward(bottom, top), Dtype(0));
+  layer.Backward(top, vector<bool>{true, false, false}, bottom);
+}
+
 TYPED_TEST(SoftmaxWithDistillationLossLayerTest, TestBadTemperatureDies) {
   const LossParameter_NormalizationMode mode =
       caffe::LossParameter_NormalizationMode_VALID;

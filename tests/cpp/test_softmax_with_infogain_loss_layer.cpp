@@ -133,7 +133,8 @@ class SoftmaxWithInfogainLossLayerTest : public MultiDeviceTest<TypeParam> {
         for (int c = 0; c < C_; ++c) row_sum += h[l * C_ + c];
         for (int c = 0; c < C_; ++c) {
           const double log_p = x[base + c * inner_] - m - std::log(sum);
-          loss -= h[l * C_ + c] * log_p;
+          // 0 log 0 = 0 where a -inf logit makes log_p -inf.
+          if (h[l * C_ + c] != 0) loss -= h[l * C_ + c] * log_p;
           (*grad)[base + c * inner_] = std::exp(log_p) * row_sum - h[l * C_ + c];
         }
       }
@@ -324,6 +325,63 @@ TYPED_TEST(SoftmaxWithInfogainLossLayerTest, TestLargeLogitsStayFinite) {
     ASSERT_TRUE(std::isfinite(this->x_.cpu_diff()[i])) << i;
   }
   this->ExpectGradient(grad, 1, this->Tolerance());
+}
+
+// A -inf logit (a masked class) has p = 0, and -H[l, c] log 0 is +inf where
+// H[l, c] > 0, -inf where H[l, c] < 0 (NaN where both meet), 0 where
+// H[l, c] = 0; an ignored position adds nothing. The gradient stays finite.
+TYPED_TEST(SoftmaxWithInfogainLossLayerTest, TestMinusInfLogit) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  const struct { Dtype h1, h2; } cases[] = {{0, 0}, {1.5, 0}, {-1.5, 0},
+                                            {1.5, -1.5}};
+  const vector<Dtype> finite_x(this->x_.cpu_data(),
+                               this->x_.cpu_data() + this->x_.count());
+  for (int axis : {1, -1}) {  // inner = 10 (strips) and inner = 1
+    for (const auto& weights : cases) {
+      SCOPED_TRACE(testing::Message() << "axis " << axis << ", H "
+                   << weights.h1 << ", " << weights.h2);
+      this->Prepare(axis, true);
+      std::copy(finite_x.begin(), finite_x.end(),
+                this->x_.mutable_cpu_data());
+      const int C = this->C_, inner = this->inner_;
+      // Position 0 is valid and position 1 ignored (Prepare); each gets two
+      // -inf logits, which H weighs as given at position 0.
+      const int label = static_cast<int>(this->label_.cpu_data()[0]);
+      const int c1 = (label + 1) % C, c2 = (label + 2) % C;
+      for (int pos : {0, 1}) {
+        Dtype* x = this->x_.mutable_cpu_data() +
+                   (pos / inner) * C * inner + pos % inner;
+        x[c1 * inner] = x[c2 * inner] = -inf;
+      }
+      this->H_.mutable_cpu_data()[label * C + c1] = weights.h1;
+      this->H_.mutable_cpu_data()[label * C + c2] = weights.h2;
+      SoftmaxWithInfogainLossLayer<Dtype> layer(this->layer_param_);
+      const Dtype loss = this->Run(&layer, this->Bottom());
+      vector<double> grad;
+      const double expected =
+          this->Reference(LossParameter::VALID, true, &grad);
+      if (weights.h1 == 0) {
+        this->ExpectClose(loss, expected, this->Tolerance());
+      } else if (weights.h2 == 0) {
+        EXPECT_EQ(loss, weights.h1 > 0 ? inf : -inf);
+      } else {
+        EXPECT_TRUE(std::isnan(loss)) << loss;
+      }
+      EXPECT_EQ(std::isnan(loss), std::isnan(expected));
+      this->ExpectGradient(grad, 1, this->Tolerance());
+    }
+  }
+}
+
+// No position (N = 0): the loss is 0, and no empty blob is read or written
+// (stock Caffe gives a blob no memory until it has held a value).
+TYPED_TEST(SoftmaxWithInfogainLossLayerTest, TestNoPosition) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->Prepare(1, false);
+  Blob<Dtype> x(vector<int>{0, this->C_}), label(vector<int>(1, 0));
+  SoftmaxWithInfogainLossLayer<Dtype> layer(this->layer_param_);
+  EXPECT_EQ(this->Run(&layer, {&x, &label, &this->H_}), Dtype(0));
 }
 
 TYPED_TEST(SoftmaxWithInfogainLossLayerTest, TestBadLabelDies) {

@@ -388,6 +388,31 @@ TYPED_TEST(TemperatureSoftmaxLayerTest, InPlaceWithBetaBottomWithoutBetaGrad) {
   this->ExpectNear(z.cpu_data(), y, 1e-12, "in-place y");
 }
 
+// No position, or no class: y is empty, each beta gets gradient 0 (an empty
+// sum, not what an earlier batch left), and no empty blob is read or written
+// (stock Caffe gives a blob no memory until it has held a value).
+TYPED_TEST(TemperatureSoftmaxLayerTest, EmptyInput) {
+  typedef typename TypeParam::Dtype Dtype;
+  const struct { vector<int> x; int beta_count; } cases[] = {
+      {{0, 10}, 1}, {{0, 10}, 0}, {{2, 0, 3}, 2}};
+  for (const auto& c : cases) {
+    Blob<Dtype> x(c.x), y, beta(vector<int>(1, c.beta_count));
+    if (c.beta_count > 0) {
+      caffe::caffe_set(c.beta_count, Dtype(2), beta.mutable_cpu_data());
+      caffe::caffe_set(c.beta_count, Dtype(7), beta.mutable_cpu_diff());
+    }
+    const vector<Blob<Dtype>*> bottom{&x, &beta}, top{&y};
+    TemperatureSoftmaxLayer<Dtype> layer(TemperatureSoftmaxParam(1));
+    layer.SetUp(bottom, top);
+    layer.Forward(bottom, top);
+    layer.Backward(top, vector<bool>(2, true), bottom);
+    EXPECT_EQ(y.shape(), x.shape());
+    for (int i = 0; i < c.beta_count; ++i) {
+      EXPECT_EQ(beta.cpu_diff()[i], Dtype(0));
+    }
+  }
+}
+
 // GPU results against the CPU path on the same inputs.
 TYPED_TEST(TemperatureSoftmaxLayerTest, GpuMatchesCpu) {
   typedef typename TypeParam::Dtype Dtype;
