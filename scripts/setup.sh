@@ -45,9 +45,11 @@ APT_PACKAGES=(
   libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
   libboost-python-dev libgtest-dev python3-dev python3-venv valgrind libtbb-dev
 )
+# opencv-python-headless: a test dependency (the OpenCV dnn runtime the deploy tests load nets in);
+# OpenCV 5 dropped the Caffe importer (cv2.dnn.readNetFromCaffe), hence < 5.
 PY_PACKAGES=(
   numpy protobuf scipy scikit-image six pybind11 pytest hypothesis matplotlib tqdm
-  scikit-learn
+  scikit-learn "opencv-python-headless<5"
 )
 
 install_apt_packages() {
@@ -68,7 +70,7 @@ make_venv() {
     log "creating Python virtual environment $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c "import numpy, google.protobuf, scipy, skimage, six, pybind11, pytest, hypothesis, matplotlib, tqdm, sklearn, h5py" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import numpy, google.protobuf, scipy, skimage, six, pybind11, pytest, hypothesis, matplotlib, tqdm, sklearn, h5py, cv2; cv2.dnn.readNetFromCaffe" 2>/dev/null; then
     log "installing Python packages into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]}"

@@ -12,6 +12,11 @@ The rewrite is idempotent in T: run on its own output it changes the stored
 Loss layers (``SoftmaxWithLoss`` and the like) are never touched: they take
 logits, and a temperature belongs to the deploy net's Softmax.
 
+With ``--weights IN.caffemodel --weights-out OUT.caffemodel`` the model gets
+each Scale's 1/T as a stored scalar blob (added, updated, or dropped with the
+Scale), so that runtimes which run no fillers (OpenCV's dnn module) load the
+rewritten net; every other blob is copied unchanged.
+
 The module works on ``caffe_pb2.NetParameter`` messages through protobuf's
 ``text_format``; ``add_temperature()`` is the pure rewrite, ``main()`` the
 command line.
@@ -59,8 +64,10 @@ example:
   %(prog)s deploy_T40.prototxt --T 20 --in-place \\
       --weights T40.caffemodel --weights-out T20.caffemodel
 
-  also updates the 1/T a saved model may store for the Scale layer (Caffe loads
-  stored blobs over the prototxt's filler).
+  also writes the model with the Scale's 1/T stored as its blob: Caffe loads
+  stored blobs over the prototxt's filler, and runtimes that run no fillers
+  (OpenCV's dnn module) take it from there only. A copy made with --T 1 drops it.
+  --fused nets need Caffe with this plugin, so nothing is stored for them.
 
 exit status: 0 on success, 2 for bad arguments or input (nothing is written),
 1 when a file cannot be written.
@@ -469,9 +476,20 @@ def render(net: caffe_pb2.NetParameter) -> str:
 
 # --------------------------------------------------------------------------
 # Saved weights
+#
+# Caffe loads a .caffemodel's blobs by layer name over what the prototxt's fillers made; OpenCV's
+# dnn module (and other runtimes) run no fillers and take every learned blob from the model. So a
+# temperature Scale whose 1/T is only a filler runs on Caffe but not there: with --weights-out the
+# model gets the Scale's 1/T as a stored scalar blob, the way Caffe's own Net::ToProto writes it.
+
+LEARNED_TYPES = ("InnerProduct", "Convolution")  # their blob shapes follow from their own parameters
 
 
 def read_weights(path: Path) -> caffe_pb2.NetParameter:
+    """The whole model, parsed from memory by protobuf's Python parser, which has no 64 MB message limit.
+
+    (C++ protobuf's CodedInputStream had that default; Caffe and OpenCV lift it when they read a model.)
+    """
     weights = caffe_pb2.NetParameter()
     try:
         data = path.read_bytes()
@@ -491,12 +509,57 @@ def stored_layers(weights: caffe_pb2.NetParameter, name: str) -> Iterator[caffe_
             yield layer
 
 
-def blob_count(blob: caffe_pb2.BlobProto) -> int:
+def blob_dims(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
+    """The blob's shape; a V1 model's num x channels x height x width; else its value count."""
     if blob.HasField("shape"):
-        return math.prod(blob.shape.dim)
+        return tuple(blob.shape.dim)
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
-        return blob.num * blob.channels * blob.height * blob.width
-    return max(len(blob.data), len(blob.double_data))
+        return blob.num, blob.channels, blob.height, blob.width
+    return (max(len(blob.data), len(blob.double_data)),)
+
+
+def blob_count(blob: caffe_pb2.BlobProto) -> int:
+    return math.prod(blob_dims(blob))
+
+
+def weight_outputs(layer: caffe_pb2.LayerParameter, dims: tuple[int, ...]) -> int | None:
+    """The output count a learned layer's weight blob holds (None for a shape it cannot have).
+
+    InnerProduct: N x K (K x N with ``transpose``; 1 x 1 x N x K in a V1 model);
+    Convolution: N x C/group x kernel.
+    """
+    if layer.type == "InnerProduct":
+        return None if len(dims) < 2 else dims[-1] if layer.inner_product_param.transpose else dims[-2]
+    return dims[0] if dims else None
+
+
+def check_learned_layer(layer: caffe_pb2.LayerParameter, stored: caffe_pb2.LayerParameter, path: Path) -> None:
+    """Blob count and output size of a stored InnerProduct / Convolution against the net's layer."""
+    param = layer.inner_product_param if layer.type == "InnerProduct" else layer.convolution_param
+    blobs = len(stored.blobs)
+    shapes = ", ".join(" x ".join(map(str, blob_dims(blob))) or "scalar" for blob in stored.blobs)
+    fits = blobs == 1 + param.bias_term and weight_outputs(layer, blob_dims(stored.blobs[0])) == param.num_output
+    if not fits or (param.bias_term and blob_count(stored.blobs[1]) != param.num_output):
+        raise ToolError(
+            f"{path} does not belong to this net: its layer {layer.name!r} holds blobs of shape {shapes}, "
+            f"the net's {layer.type} has num_output {param.num_output} and "
+            f"{'a bias' if param.bias_term else 'no bias'}"
+        )
+
+
+def check_model_fits(net: caffe_pb2.NetParameter, weights: caffe_pb2.NetParameter, path: Path) -> None:
+    """Refuse a model made for another net: a learned layer it has no blobs for, or of another shape.
+
+    Caffe would silently keep such a layer's random filler values, OpenCV refuses the net.
+    """
+    for layer in net.layer:
+        if layer.type not in LEARNED_TYPES:
+            continue
+        stored = next(stored_layers(weights, layer.name), None)
+        if stored is None:
+            raise ToolError(f"{path} does not belong to this net: it has no layer {layer.name!r} "
+                            f"(the net's {layer.type}) holding weights")
+        check_learned_layer(layer, stored, path)
 
 
 def stored_beta(layer: caffe_pb2.LayerParameter, path: Path) -> float:
@@ -519,31 +582,112 @@ def store_beta(layer: caffe_pb2.LayerParameter, beta: float) -> None:
         blob.data[0] = beta
 
 
-def reconcile_weights(path: Path, scales: dict[str, float | None], update: bool) -> tuple[bytes, list[str]]:
+def drop_stored(weights: caffe_pb2.NetParameter, name: str) -> None:
+    """Remove the model's entries for a layer the rewrite removed."""
+    for entries in (weights.layer, weights.layers):
+        for index in reversed(range(len(entries))):
+            if entries[index].name == name and len(entries[index].blobs) > 0:
+                del entries[index]
+
+
+def reconcile_scale(
+    weights: caffe_pb2.NetParameter, name: str, beta: float | None, update: bool, path: Path
+) -> list[str]:
+    """Check, and with ``update`` fix, what the model stores for one temperature Scale."""
+    stored = list(stored_layers(weights, name))
+    olds = [stored_beta(layer, path) for layer in stored]
+    if beta is None:
+        drop_stored(weights, name)
+        return [f"{path}: dropped the stored 1/T = {old:g} of removed Scale {name!r}" for old in olds]
+    notes = []
+    for layer, old in zip(stored, olds):
+        if old == beta:
+            continue
+        if not update:
+            raise ToolError(
+                f"{path} stores 1/T = {old:g} (T = {1 / old if old else math.inf:g}) for Scale {name!r}; "
+                f"loaded with the new net it would override 1/T = {beta:g}. "
+                "Pass --weights-out OUT.caffemodel to write a copy with the new value."
+            )
+        store_beta(layer, beta)
+        notes.append(f"{path}: Scale {name!r} stored 1/T {old:g} -> {beta:g}")
+    return notes
+
+
+def store_scales(
+    weights: caffe_pb2.NetParameter, net: caffe_pb2.NetParameter, names: Sequence[str], path: Path
+) -> tuple[caffe_pb2.NetParameter, list[str]]:
+    """The model with a scalar blob holding the filler's 1/T for each named Scale of ``net``.
+
+    A V1 model has no Scale type: it is upgraded (by Caffe's own upgrader) to the current format first.
+    """
+    notes = []
+    if is_legacy(weights):
+        weights = upgrade_legacy(weights, str(path))
+        notes.append(f"{path} is a legacy (V0/V1 'layers') model; the copy is in the current format")
+    layers = {layer.name: layer for layer in net.layer}
+    for name in names:
+        entry = weights.layer.add()
+        entry.CopyFrom(layers[name])
+        # A scalar as Blob::ToProto writes one: no shape field (OpenCV rejects an empty 'shape {}').
+        entry.blobs.add().data.append(entry.scale_param.filler.value)
+        notes.append(f"{path}: stored 1/T = {entry.blobs[0].data[0]:g} for Scale {name!r} in the copy")
+    return weights, notes
+
+
+def reconcile_weights(
+    path: Path, net: caffe_pb2.NetParameter, scales: dict[str, float | None], update: bool
+) -> tuple[bytes, list[str]]:
     """Check (and, with ``update``, fix) the 1/T a saved model stores for the temperature Scales.
 
-    Returns the model to write and notes. A stored 1/T that differs from the new one
-    would override the prototxt's filler when Caffe loads the model: without
-    ``update`` that is an error.
+    ``net`` is the rewritten net, ``scales`` its Rewrite.scales. Returns the model to write and
+    notes. The model must fit ``net`` (check_model_fits). A stored 1/T that differs from the new
+    one would override the prototxt's filler when Caffe loads the model: without ``update`` that is
+    an error; with it the value is updated, a removed Scale's entry dropped and a missing 1/T added.
     """
     weights = read_weights(path)
+    check_model_fits(net, weights, path)
     notes: list[str] = []
     for name, beta in scales.items():
-        for layer in stored_layers(weights, name):
-            old = stored_beta(layer, path)
-            if beta is None:
-                del layer.blobs[:]
-                notes.append(f"{path}: dropped the stored 1/T = {old:g} of removed Scale {name!r}")
-            elif old != beta:
-                if not update:
-                    raise ToolError(
-                        f"{path} stores 1/T = {old:g} (T = {1 / old if old else math.inf:g}) for Scale {name!r}; "
-                        f"loaded with the new net it would override 1/T = {beta:g}. "
-                        "Pass --weights-out OUT.caffemodel to write a copy with the new value."
-                    )
-                store_beta(layer, beta)
-                notes.append(f"{path}: Scale {name!r} stored 1/T {old:g} -> {beta:g}")
+        notes.extend(reconcile_scale(weights, name, beta, update, path))
+    missing = [name for name, beta in scales.items()
+               if beta is not None and next(stored_layers(weights, name), None) is None]
+    if missing and update:
+        weights, stored_notes = store_scales(weights, net, missing, path)
+        notes.extend(stored_notes)
+    elif missing:
+        notes.append(f"{path} stores no 1/T for Scale {', '.join(map(repr, missing))}: Caffe takes it from the "
+                     "prototxt's filler, but OpenCV's dnn module and other runtimes that run no fillers need it "
+                     "in the model: add --weights-out OUT.caffemodel")
     return weights.SerializeToString(), notes
+
+
+def runtime_notes(rewrite: Rewrite, fused: bool, weights_given: bool) -> list[str]:
+    """Where the rewritten net runs, and what a saved model needs for that."""
+    if fused and any(layer.type == FUSED for layer in rewrite.net.layer):
+        return [f"{FUSED} runs only on Caffe with this plugin loaded; for OpenCV's dnn module or other "
+                "runtimes leave out --fused and store 1/T with --weights IN.caffemodel --weights-out OUT.caffemodel"]
+    if weights_given or not any(beta is not None for beta in rewrite.scales.values()):
+        return []
+    if rewrite.retuned:
+        return [f"a .caffemodel saved with Scale {', '.join(map(repr, rewrite.retuned))} stores the old 1/T, "
+                "which overrides the prototxt when loaded: update it with --weights IN --weights-out OUT"]
+    return ["the rewritten net runs on Caffe as it is (1/T is the Scale's filler); OpenCV's dnn module and other "
+            "runtimes that run no fillers need 1/T stored in the model: --weights IN.caffemodel "
+            "--weights-out OUT.caffemodel"]
+
+
+def rewritten_model(
+    rewrite: Rewrite, fused: bool, weights: Path | None, update: bool
+) -> tuple[bytes | None, list[str]]:
+    """The model to go with the rewritten net (None without ``weights``) and the notes about it.
+
+    ``update``: --weights-out was given (reconcile_weights).
+    """
+    model, notes = None, []
+    if weights is not None:
+        model, notes = reconcile_weights(weights, rewrite.net, rewrite.scales, update)
+    return model, notes + runtime_notes(rewrite, fused, weights is not None)
 
 
 # --------------------------------------------------------------------------
@@ -618,9 +762,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--fused", action="store_true",
                         help="use the plugin's TemperatureSoftmax layer instead of Scale + Softmax")
     parser.add_argument("--weights", type=Path, metavar="IN.caffemodel",
-                        help="a saved model for this net: refuse if it stores a different 1/T for the Scale")
+                        help="a saved model for this net: refuse if it does not fit the net or stores a "
+                             "different 1/T for the Scale")
     parser.add_argument("--weights-out", type=Path, metavar="OUT.caffemodel",
-                        help="write a copy of --weights with the stored 1/T updated")
+                        help="write a copy of --weights with each Scale's 1/T stored (added, updated, or "
+                             "dropped with the Scale), as OpenCV's dnn module needs it")
     return parser
 
 
@@ -655,13 +801,8 @@ def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO)
     notes = list(rewrite.notes)
     if legacy:  # a note, printed with the others once all went well (an error stays one line)
         notes.insert(0, f"{source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first")
-    weights: bytes | None = None
-    if args.weights is not None:
-        weights, weight_notes = reconcile_weights(args.weights, rewrite.scales, args.weights_out is not None)
-        notes.extend(weight_notes)
-    elif rewrite.retuned:
-        notes.append(f"a .caffemodel saved with Scale {', '.join(map(repr, rewrite.retuned))} stores the old 1/T, "
-                     "which overrides the prototxt when loaded: update it with --weights IN --weights-out OUT")
+    weights, weight_notes = rewritten_model(rewrite, args.fused, args.weights, args.weights_out is not None)
+    notes.extend(weight_notes)
     text = render(rewrite.net).encode("utf-8")
     write_outputs(args, data, text, weights, stdout)
     for note in notes:

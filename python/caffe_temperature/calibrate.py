@@ -10,7 +10,8 @@ a deploy net through pycaffe (``--deploy``, ``--weights``, ``--data``). The
 tool prints NLL, expected calibration error (ECE, 15 equal-width confidence
 bins) and accuracy before and after, and can write a JSON summary, a
 reliability diagram and, with ``--apply``, the calibrated deploy net (through
-add_temperature's rewrite: a frozen Scale(1/T) in front of the Softmax).
+add_temperature's rewrite: a frozen Scale(1/T) in front of the Softmax) and,
+with ``--weights-out``, its model with that 1/T stored (for OpenCV's dnn module).
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ examples:
   %(prog)s --logits val_logits.npy --labels val_labels.npy --json T.json --plot reliability.png
 
   %(prog)s --deploy deploy.prototxt --weights model.caffemodel --data val.npz \\
-      --apply deploy.prototxt -o deploy_calibrated.prototxt
+      --apply deploy.prototxt -o deploy_calibrated.prototxt --weights-out calibrated.caffemodel
+
+--weights-out writes --weights with the Scale's 1/T stored in it (add_temperature's
+--weights-out), which runtimes that run no fillers, such as OpenCV's dnn module, need.
 
 input files: .npy, or .npz (logits under 'logits', labels under 'labels' or
 'label', or a file's only array). --data is an .npz holding the input blob's
@@ -345,11 +349,18 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def calibrated_deploy(path: Path, temperature: float, fused: bool) -> tuple[bytes, list[str]]:
-    """The deploy net with softmax(logits / T), through add_temperature's rewrite."""
-    net = read_deploy(path)
-    rewrite = at.add_temperature(net, temperature, fused=fused, source=str(path))
-    return at.render(rewrite.net).encode("utf-8"), list(rewrite.notes)
+def calibrated_deploy(args: argparse.Namespace, temperature: float) -> tuple[list[tuple[Path, bytes]], list[str]]:
+    """The --apply net with softmax(logits / T) and, with --weights-out, its model (add_temperature's rewrite).
+
+    Given --weights, the model is checked against the new net as add_temperature --weights does.
+    """
+    net = read_deploy(args.apply)
+    rewrite = at.add_temperature(net, temperature, fused=args.fused, source=str(args.apply))
+    model, model_notes = at.rewritten_model(rewrite, args.fused, args.weights, args.weights_out is not None)
+    outputs = [(args.output, at.render(rewrite.net).encode("utf-8"))]
+    if model is not None and args.weights_out is not None:
+        outputs.insert(0, (args.weights_out, model))
+    return outputs, list(rewrite.notes) + model_notes
 
 
 # --------------------------------------------------------------------------
@@ -374,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--labels", type=Path, metavar="Y.npy", help="N labels in [0, C) (.npy or .npz)")
     net = parser.add_argument_group("or from a deploy net run through pycaffe (CPU)")
     net.add_argument("--deploy", type=Path, metavar="PROTOTXT", help="the deploy net")
-    net.add_argument("--weights", type=Path, metavar="CAFFEMODEL", help="its trained weights")
+    net.add_argument("--weights", type=Path, metavar="CAFFEMODEL",
+                     help="its trained weights (with --logits: only as the model --weights-out copies)")
     net.add_argument("--data", type=Path, metavar="X.npz", help="held-out inputs (and labels), .npz or .npy")
     net.add_argument("--input", metavar="BLOB", help="input blob (default: the net's first input)")
     net.add_argument("--blob", metavar="BLOB",
@@ -388,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write this deploy net with the fitted T (add_temperature's rewrite) to -o")
     out.add_argument("-o", "--output", type=Path, metavar="OUT.prototxt", help="where --apply writes")
     out.add_argument("--fused", action="store_true", help="with --apply: TemperatureSoftmax instead of Scale + Softmax")
+    out.add_argument("--weights-out", type=Path, metavar="OUT.caffemodel",
+                     help="with --apply and --weights: write the model with the Scale's 1/T stored (for OpenCV's dnn)")
     return parser
 
 
@@ -397,7 +411,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
     if args.logits is None and args.deploy is None:
         parser.error("give --logits L.npy --labels Y.npy, or --deploy, --weights and --data")
     if args.logits is not None:
-        extra = [name for name in ("weights", "data", "input", "blob") if getattr(args, name) is not None]
+        extra = [name for name in ("weights", "data", "input", "blob") if getattr(args, name) is not None
+                 and not (name == "weights" and args.weights_out is not None)]
         if args.labels is None:
             parser.error("--logits needs --labels")
         if extra:
@@ -410,6 +425,10 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--fused goes with --apply")
     if args.apply is not None and at.same_file(args.output, args.apply):
         parser.error("-o names the --apply input; write the calibrated net to a new file")
+    if args.weights_out is not None and (args.apply is None or args.weights is None):
+        parser.error("--weights-out goes with --apply and --weights (the model it copies)")
+    if args.weights_out is not None and at.same_file(args.weights_out, args.weights):
+        parser.error("--weights-out names the --weights file; write the calibrated model to a new file")
 
 
 def collect(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
@@ -433,8 +452,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         notes.append(f"T = {temperature:.4g} is at the edge of the search range {T_BOUNDS}; the logits may be degenerate")
     outputs: list[tuple[Path, bytes]] = []
     if args.apply is not None:
-        text, rewrite_notes = calibrated_deploy(args.apply, temperature, args.fused)
-        outputs.append((args.output, text))
+        applied, rewrite_notes = calibrated_deploy(args, temperature)
+        outputs.extend(applied)
         notes.extend(rewrite_notes)
     if args.json is not None:
         outputs.append((args.json, (json.dumps(result, indent=2) + "\n").encode("utf-8")))

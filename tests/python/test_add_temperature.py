@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -440,7 +441,13 @@ layer { name: "prob" type: "Softmax" bottom: "scaled" top: "prob" }
 
 
 def caffemodel(path: Path, layers: dict[str, list[float]], double: bool = False) -> Path:
+    """A model of SIMPLE: the InnerProduct 'ip' (5 x 6 weights, 5 biases) and the given blobs."""
     model = caffe_pb2.NetParameter(name="Simple")
+    ip = model.layer.add(name="ip", type="InnerProduct")
+    for shape in ([5, 6], [5]):
+        blob = ip.blobs.add()
+        blob.shape.dim.extend(shape)
+        blob.data.extend([0.5] * math.prod(shape))
     for name, values in layers.items():
         entry = model.layer.add(name=name, type="Scale")
         blob = entry.blobs.add()
@@ -450,17 +457,21 @@ def caffemodel(path: Path, layers: dict[str, list[float]], double: bool = False)
     return path
 
 
+def read_model(path: Path) -> caffe_pb2.NetParameter:
+    return caffe_pb2.NetParameter.FromString(path.read_bytes())
+
+
 def stored(path: Path, name: str) -> list[float]:
-    model = caffe_pb2.NetParameter()
-    model.ParseFromString(path.read_bytes())
-    (entry,) = [l for l in model.layer if l.name == name]
-    return [v for blob in entry.blobs for v in (list(blob.double_data) or list(blob.data))]
+    """The values a model stores for layer ``name``; none where it has no such layer."""
+    entries = [l for l in read_model(path).layer if l.name == name]
+    assert len(entries) <= 1
+    return [v for entry in entries for blob in entry.blobs for v in (list(blob.double_data) or list(blob.data))]
 
 
 def test_weights_with_stale_temperature_are_refused(capsys, tmp_path):
     scaled = tmp_path / "scaled.prototxt"
     scaled.write_text(run_text(capsys, tmp_path, SIMPLE, "--T", "40"))
-    weights = caffemodel(tmp_path / "T40.caffemodel", {"prob_temperature": [0.025], "ip": [1.0]})
+    weights = caffemodel(tmp_path / "T40.caffemodel", {"prob_temperature": [0.025]})
     before = weights.read_bytes()
     out_file = tmp_path / "T20.prototxt"
     code, out, err = run_main(capsys, scaled, "--T", "20", "--weights", weights, "-o", out_file)
@@ -492,7 +503,7 @@ def test_weights_for_a_newly_inserted_scale_are_checked(capsys, tmp_path, simple
 
 
 def test_weights_that_agree_pass(capsys, tmp_path, simple):
-    weights = caffemodel(tmp_path / "ok.caffemodel", {"prob_temperature": [0.25], "ip": [1.0, 2.0]})
+    weights = caffemodel(tmp_path / "ok.caffemodel", {"prob_temperature": [0.25]})
     code, out, err = run_main(capsys, simple, "--T", "4", "--weights", weights)
     assert code == 0, err
 
@@ -536,6 +547,86 @@ def test_rerun_without_weights_warns_about_saved_models(capsys, tmp_path):
     path.write_text(scaled)
     _, _, err = run_main(capsys, path, "--T", "20")
     assert "--weights" in err and "prob_temperature" in err
+
+
+def test_notes_say_where_the_net_runs(capsys, simple):
+    _, _, err = run_main(capsys, simple, "--T", "40")
+    assert "runs on Caffe as it is" in err and "OpenCV" in err and "--weights-out" in err
+    _, _, err = run_main(capsys, simple, "--T", "40", "--fused")
+    assert "only on Caffe with this plugin" in err and "leave out --fused" in err
+    _, _, err = run_main(capsys, simple, "--T", "1")
+    assert "OpenCV" not in err  # no Scale, nothing a model needs
+
+
+def test_weights_out_stores_a_missing_temperature(capsys, tmp_path, simple):
+    weights = caffemodel(tmp_path / "plain.caffemodel", {})
+    code, _, err = run_main(capsys, simple, "--T", "4", "--weights", weights)
+    assert code == 0 and "stores no 1/T for Scale 'prob_temperature'" in err and "--weights-out" in err
+    new = tmp_path / "T4.caffemodel"
+    code, _, err = run_main(capsys, simple, "--T", "4", "--weights", weights, "--weights-out", new)
+    assert code == 0 and "stored 1/T = 0.25 for Scale 'prob_temperature'" in err
+    model = read_model(new)
+    (scale,) = [l for l in model.layer if l.name == "prob_temperature"]
+    assert scale.type == "Scale" and scale.bottom == ["ip"] and scale.scale_param.filler.value == 0.25
+    (blob,) = scale.blobs
+    assert list(blob.data) == [0.25] and not blob.HasField("shape")  # the scalar as Caffe's net.save writes it
+    assert stored(new, "ip") == stored(weights, "ip")
+
+
+def test_fused_copy_drops_the_scale_blob_and_stores_nothing(capsys, tmp_path):
+    scaled = tmp_path / "scaled.prototxt"
+    scaled.write_text(run_text(capsys, tmp_path, SIMPLE, "--T", "40"))
+    weights = caffemodel(tmp_path / "T40.caffemodel", {"prob_temperature": [0.025]})
+    new = tmp_path / "fused.caffemodel"
+    assert run_main(capsys, scaled, "--T", "20", "--fused", "--weights", weights, "--weights-out", new)[0] == 0
+    assert stored(new, "prob_temperature") == [] and stored(new, "ip") == stored(weights, "ip")
+
+
+def v1_caffemodel(path: Path) -> Path:
+    """SIMPLE's 'ip' in the V1 format of BVLC's zoo models (legacy 4-D blob dims)."""
+    model = caffe_pb2.NetParameter(name="Simple")
+    ip = model.layers.add(name="ip", type=caffe_pb2.V1LayerParameter.INNER_PRODUCT)
+    for dims in ((1, 1, 5, 6), (1, 1, 1, 5)):
+        ip.blobs.add(num=dims[0], channels=dims[1], height=dims[2], width=dims[3], data=[0.5] * math.prod(dims))
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_v1_model_is_upgraded_to_hold_the_scale(capsys, tmp_path, simple):
+    weights = v1_caffemodel(tmp_path / "v1.caffemodel")
+    new = tmp_path / "T4.caffemodel"
+    code, _, err = run_main(capsys, simple, "--T", "4", "--weights", weights, "--weights-out", new)
+    assert code == 0 and "legacy (V0/V1 'layers') model" in err
+    model = read_model(new)
+    assert not model.layers and [l.name for l in model.layer] == ["ip", "prob_temperature"]
+    assert [b.height for b in model.layer[0].blobs] == [5, 1] and stored(new, "prob_temperature") == [0.25]
+
+
+def model_of_another_net(path: Path, case: str) -> Path:
+    model = read_model(caffemodel(path, {}))
+    ip = model.layer[0]
+    if case == "renamed":
+        ip.name = "fc"
+    elif case == "num_output":
+        ip.blobs[0].shape.dim[0] = 7
+    else:
+        del ip.blobs[1:]
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("renamed", "it has no layer 'ip' (the net's InnerProduct) holding weights"),
+    ("num_output", "its layer 'ip' holds blobs of shape 7 x 6, 5, the net's InnerProduct has num_output 5 and a bias"),
+    ("no_bias", "its layer 'ip' holds blobs of shape 5 x 6, the net's InnerProduct"),
+])
+def test_a_model_of_another_net_is_refused(capsys, tmp_path, simple, case, message):
+    weights = model_of_another_net(tmp_path / "other.caffemodel", case)
+    out, new = tmp_path / "out.prototxt", tmp_path / "new.caffemodel"
+    code, stdout, err = run_main(capsys, simple, "--T", "4", "-o", out, "--weights", weights, "--weights-out", new)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert "does not belong to this net" in err and message in err
+    assert not out.exists() and not new.exists()
 
 
 # ---------------------------------------------------------------- entry points

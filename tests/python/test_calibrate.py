@@ -265,3 +265,40 @@ def test_real_model_apply_gives_softmax_of_logits_over_t(digits_model: dict[str,
     assert calibrate.main(["--deploy", str(out), "--weights", str(digits_model["weights"]), "--data", str(data),
                            "--quiet", "--json", str(again)]) == 0
     assert json.loads(again.read_text())["temperature"] == pytest.approx(temperature, rel=1e-3)
+
+
+def test_real_model_apply_with_weights_out_runs_in_opencv(digits_model: dict[str, Any], tmp_path: Path) -> None:
+    """--weights-out stores the fitted 1/T in a copy of the model, so OpenCV (no fillers) runs the net."""
+    import cv2
+
+    def opencv(prototxt: Path, weights: Path, blob: str) -> np.ndarray:
+        net = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+        net.setInput(digits_model["x"][:100].astype(np.float32))
+        return net.forward(blob).astype(np.float64)
+
+    data = tmp_path / "val.npz"
+    np.savez(data, data=digits_model["x"], labels=digits_model["y"])
+    out, model, out_json = tmp_path / "calibrated.prototxt", tmp_path / "calibrated.caffemodel", tmp_path / "T.json"
+    argv = ["--deploy", str(digits_model["deploy"]), "--weights", str(digits_model["weights"]), "--data", str(data),
+            "--quiet", "--json", str(out_json), "--apply", str(digits_model["deploy"]), "-o", str(out),
+            "--weights-out", str(model)]
+    assert calibrate.main(argv) == 0
+    temperature = json.loads(out_json.read_text())["temperature"]
+    logits = opencv(digits_model["deploy"], digits_model["weights"], "logits")
+    expected = np.exp(calibrate.log_softmax(logits / temperature))
+    assert np.abs(opencv(out, model, "prob") - expected).max() <= 1e-6
+
+
+def test_weights_out_needs_apply_weights_and_a_new_file(tmp_path: Path) -> None:
+    files = ["--logits", "L.npy", "--labels", "Y.npy"]
+    for extra in (["--weights", "m.caffemodel", "--weights-out", "n.caffemodel"],
+                  ["--apply", "d.prototxt", "-o", "o.prototxt", "--weights-out", "n.caffemodel"]):
+        with pytest.raises(SystemExit) as exit_info:
+            calibrate.main(files + extra)
+        assert exit_info.value.code == 2
+    weights = tmp_path / "m.caffemodel"
+    weights.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        calibrate.main(files + ["--apply", "d.prototxt", "-o", "o.prototxt", "--weights", str(weights),
+                                "--weights-out", str(weights)])
+    assert exit_info.value.code == 2
