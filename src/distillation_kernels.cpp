@@ -1,6 +1,6 @@
 // The KL divergence and the student gradient of SoftmaxWithDistillationLoss
 // on the CPU. Built without fast-math, unlike softmax_kernels.cpp: the
-// `p != 0` test below must stay a test (NaN policy, docs in the README).
+// `p != 0` test below must stay a test (NaN policy, docs/robustness.md).
 #include <algorithm>
 
 #include "caffe_temperature/softmax_kernels.hpp"

@@ -5,8 +5,8 @@
 
 #include "caffe/proto/caffe.pb.h"
 
-// Reading the plugin's parameters out of stock Caffe messages (SPEC.md:
-// "every parameter travels in a stock message").
+// Reading the plugin's parameters out of stock Caffe messages (docs/spec.md,
+// "Rules for every layer": stock caffe.proto only).
 
 namespace caffe_temperature {
 

@@ -7,7 +7,7 @@
 namespace caffe_temperature {
 
 // The layer types this plugin adds to Caffe's registry, in the order of
-// SPEC.md. Those not (yet) registered in this process are left out.
+// docs/spec.md. Those not (yet) registered in this process are left out.
 std::vector<std::string> RegisteredLayerTypes();
 
 }  // namespace caffe_temperature

@@ -22,7 +22,7 @@ struct SoftmaxShape {
 
 // Inverse temperature of each position: position (o, i) reads
 // data[o * outer_stride + i * inner_stride]. Zero strides share one value,
-// which covers the three layouts SPEC.md allows (shared, per sample,
+// which covers the three layouts docs/spec.md allows (shared, per sample,
 // per position) without copying beta.
 template <typename Dtype>
 struct BetaView {
@@ -55,7 +55,7 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
                             const Dtype* y, const Dtype* dy,
                             Dtype* position_grad);
 
-// The infogain loss of SoftmaxWithInfogainLoss (SPEC.md), from the scores x
+// The infogain loss of SoftmaxWithInfogainLoss (docs/spec.md), from the scores x
 // (softmax with beta = 1): writes prob = softmax(x) and returns
 //   -sum_{positions} sum_c H[l, c] log prob_c
 // over the positions whose row offset label_rows[o * inner + i] = l * channels

@@ -21,7 +21,7 @@ namespace caffe {
  * selects positions (ignore_label) and is validated. Tops: loss
  * [, student_prob = softmax(student / T)]. Only the student receives a
  * gradient, top_diff * T * (q - p) / norm; student_prob, like the prob top of
- * stock SoftmaxWithLoss, passes none back. See SPEC.md.
+ * stock SoftmaxWithLoss, passes none back. See docs/spec.md.
  */
 template <typename Dtype>
 class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {

@@ -23,7 +23,7 @@ namespace caffe {
  *
  * Unlike stock InfogainLoss, log p is computed as a log-softmax, never as the
  * log of a clamped probability, so the loss and its gradient stay exact for
- * any finite logits. See SPEC.md.
+ * any finite logits. See docs/spec.md.
  */
 template <typename Dtype>
 class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {

@@ -15,7 +15,7 @@ namespace caffe {
  *
  * beta comes from bottom[1] (one value, one per sample or one per position)
  * or from `scale_param { filler { type: "constant" value: beta } }`
- * (default 1, where the layer equals stock Softmax). See SPEC.md.
+ * (default 1, where the layer equals stock Softmax). See docs/spec.md.
  */
 template <typename Dtype>
 class TemperatureSoftmaxLayer : public Layer<Dtype> {

@@ -259,7 +259,7 @@ TYPED_TEST(SoftmaxWithDistillationLossLayerTest, TestZeroWhenStudentIsTeacher) {
 }
 
 // With the T^2 factor, T (q - p) tends to ((s - mean s) - (t - mean t)) / C
-// as T grows instead of vanishing like 1 / T (SPEC.md, Hinton et al. 2015).
+// as T grows instead of vanishing like 1 / T (docs/spec.md, Hinton et al. 2015).
 TYPED_TEST(SoftmaxWithDistillationLossLayerTest,
            TestGradientKeepsItsSizeAsTemperatureGrows) {
   typedef typename TypeParam::Dtype Dtype;

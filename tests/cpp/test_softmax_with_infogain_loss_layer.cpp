@@ -110,7 +110,7 @@ class SoftmaxWithInfogainLossLayerTest : public MultiDeviceTest<TypeParam> {
     return loss_.cpu_data()[0];
   }
 
-  // The SPEC's formulas in double, from the log-sum-exp; fills `grad` (with
+  // docs/spec.md's formulas in double, from the log-sum-exp; fills `grad` (with
   // top diff 1) and returns the loss.
   double Reference(LossParameter_NormalizationMode mode, bool has_ignore,
                    vector<double>* grad) {

@@ -93,7 +93,7 @@ class TemperatureSoftmaxLayerTest : public MultiDeviceTest<TypeParam> {
     layer->Backward(top_, vector<bool>(bottom_.size(), true), bottom_);
   }
 
-  // Forward and backward of SPEC.md written out in double, from x_, the top
+  // Forward and backward of docs/spec.md written out in double, from x_, the top
   // diff in y_ and beta as the layer holds it (in Dtype).
   Reference ComputeReference(const LayerParameter& param) {
     const int a = x_.CanonicalAxisIndex(param.softmax_param().axis());

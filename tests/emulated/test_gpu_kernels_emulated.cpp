@@ -1,7 +1,7 @@
 // gpu_kernels_emulated: every entry point of gpu_kernels.hpp, built from the
 // real files of cuda/ and run on the CPU through HIP-CPU, against the CPU
 // kernels on the same inputs. What this proves and what it cannot (races,
-// divergent barriers, timing, CUDA's own maths): README, "Tests".
+// divergent barriers, timing, CUDA's own maths): docs/development.md.
 //
 // Every buffer has guard zones filled with a poison NaN: a write out of
 // bounds changes a guard (reported), a read out of bounds brings the NaN
