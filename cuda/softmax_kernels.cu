@@ -20,6 +20,15 @@ __device__ __forceinline__ Dtype BetaAt(const BetaView<Dtype>& beta,
                    static_cast<int64_t>(v.i) * beta.inner_stride];
 }
 
+// dx_c = b y_c (dy_c - dot), dot = sum_k dy_k y_k; dx may alias dy.
+template <typename Dtype, typename Group>
+__device__ __forceinline__ void InputGradient(const Group& g, const Vector& v,
+                                              Dtype b, const Dtype* y,
+                                              const Dtype* dy, Dtype dot,
+                                              Dtype* dx) {
+  ForEach(g, v, [&](int64_t k, int) { dx[k] = b * y[k] * (dy[k] - dot); });
+}
+
 template <typename Dtype>
 struct ForwardOp {
   const Dtype* x;
@@ -52,29 +61,39 @@ struct BackwardOp {
   __device__ void operator()(const Group& g, const Vector& v) const {
     const Dtype dot = Reduce(g, v, Dtype(0), SumOp(),
                              [&](int64_t k, int) { return dy[k] * y[k]; });
-    const Dtype b = BetaAt(beta, v);
-    ForEach(g, v, [&](int64_t k, int) { dx[k] = b * y[k] * (dy[k] - dot); });
+    InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
   }
 };
 
+// The gradients to beta and to x in one pass over x, y and dy (after the
+// max of x): the beta gradient
+//   sum_c dy_c y_c (d_c - E_y[d]) = sum_c dy_c y_c d_c - dot E_y[d],
+// with dot = sum_c dy_c y_c and d = x - m for any shift m, needs the same dot
+// as dx; shifting by the max keeps the two terms from cancelling at the size
+// of |x|.
 template <typename Dtype>
-struct BetaGradientOp {
+struct BackwardWithBetaGradientOp {
   const Dtype* x;
   const Dtype* y;
   const Dtype* dy;
+  BetaView<Dtype> beta;
+  Dtype* dx;  // may be NULL
   Dtype* position_grad;
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
-    // sum_c dy_c y_c (d_c - E_y[d]) with d = x - m for any shift m; the max
-    // keeps d and E_y[d] small where |x| is large, so they cancel less.
     const Dtype m = Max(g, v, x);
-    const Dtype mean = Reduce(g, v, Dtype(0), SumOp(), [&](int64_t k, int) {
-      return y[k] * (x[k] - m);
+    Dtype dot = 0, mean = 0, dot_d = 0;
+    ForEach(g, v, [&](int64_t k, int) {
+      const Dtype d = x[k] - m, dy_y = dy[k] * y[k];
+      dot += dy_y;
+      mean += y[k] * d;
+      dot_d += dy_y * d;
     });
-    const Dtype grad = Reduce(g, v, Dtype(0), SumOp(), [&](int64_t k, int) {
-      return dy[k] * y[k] * (x[k] - m - mean);
-    });
-    if (g.first == 0) position_grad[v.position] = grad;
+    dot = g.AllReduce(dot, SumOp());
+    mean = g.AllReduce(mean, SumOp());
+    dot_d = g.AllReduce(dot_d, SumOp());
+    if (g.first == 0) position_grad[v.position] = dot_d - dot * mean;
+    if (dx) InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
   }
 };
 
@@ -143,10 +162,13 @@ void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
 }
 
 template <typename Dtype>
-void SoftmaxBetaGradientGPU(const SoftmaxShape& shape, const Dtype* x,
-                            const Dtype* y, const Dtype* dy,
-                            Dtype* position_grad) {
-  const BetaGradientOp<Dtype> op = {x, y, dy, position_grad};
+void SoftmaxBackwardWithBetaGradientGPU(const SoftmaxShape& shape,
+                                        const Dtype* x, const Dtype* y,
+                                        const Dtype* dy,
+                                        const BetaView<Dtype>& beta, Dtype* dx,
+                                        Dtype* position_grad) {
+  const BackwardWithBetaGradientOp<Dtype> op = {x, y, dy, beta, dx,
+                                                position_grad};
   LaunchPerVector<Dtype>(shape, op);
 }
 
@@ -176,9 +198,9 @@ void FindNonFiniteGPU(int n, const Dtype* values, int* first) {
   template void SoftmaxBackwardGPU<Dtype>(const SoftmaxShape&, const Dtype*,  \
                                           const Dtype*,                       \
                                           const BetaView<Dtype>&, Dtype*);    \
-  template void SoftmaxBetaGradientGPU<Dtype>(const SoftmaxShape&,            \
-                                              const Dtype*, const Dtype*,     \
-                                              const Dtype*, Dtype*);          \
+  template void SoftmaxBackwardWithBetaGradientGPU<Dtype>(                    \
+      const SoftmaxShape&, const Dtype*, const Dtype*, const Dtype*,          \
+      const BetaView<Dtype>&, Dtype*, Dtype*);                                \
   template void RowSumsGPU<Dtype>(int, int, const Dtype*, Dtype*);            \
   template void FindInvalidBetaGPU<Dtype>(int, const Dtype*, int*);           \
   template void FindNonFiniteGPU<Dtype>(int, const Dtype*, int*);

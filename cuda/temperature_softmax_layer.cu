@@ -35,19 +35,20 @@ void TemperatureSoftmaxLayer<Dtype>::Backward_gpu(
   if (BackwardOfEmpty(propagate_down, bottom)) return;
   const Dtype* y = top[0]->gpu_data();
   const Dtype* dy = top[0]->gpu_diff();
+  Dtype* dx = propagate_down[0] ? bottom[0]->mutable_gpu_diff() : NULL;
   if (bottom.size() > 1 && propagate_down[1]) {
-    caffe_temperature::SoftmaxBetaGradientGPU(
-        shape_, bottom[0]->gpu_data(), y, dy,
+    // Both gradients in one pass: they share dot(dy, y).
+    caffe_temperature::SoftmaxBackwardWithBetaGradientGPU(
+        shape_, bottom[0]->gpu_data(), y, dy, Beta(bottom, true), dx,
         position_grad_.mutable_gpu_data());
     // Positions sharing one beta element are contiguous: a row sum.
     const int n = bottom[1]->count();
     caffe_temperature::RowSumsGPU(n, position_grad_.count() / n,
                                   position_grad_.gpu_data(),
                                   bottom[1]->mutable_gpu_diff());
-  }
-  if (propagate_down[0]) {
+  } else if (dx) {
     caffe_temperature::SoftmaxBackwardGPU(shape_, y, dy, Beta(bottom, true),
-                                          bottom[0]->mutable_gpu_diff());
+                                          dx);
   }
 }
 

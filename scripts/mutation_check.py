@@ -56,6 +56,8 @@ MUTATIONS = (
     Mutation("wrong beta index", "cuda/softmax_kernels.cu",
              "static_cast<int64_t>(v.o) * beta.outer_stride",
              "static_cast<int64_t>(v.i) * beta.outer_stride"),
+    Mutation("beta gradient without its mean term", "cuda/softmax_kernels.cu",
+             "= dot_d - dot * mean;", "= dot_d;"),
     Mutation("validation misses the last value", "cuda/softmax_kernels.cu",
              "if (i < n && is_bad(values[i]))",
              "if (i < n - 1 && is_bad(values[i]))"),

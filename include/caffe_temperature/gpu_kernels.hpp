@@ -30,10 +30,14 @@ template <typename Dtype>
 void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
                         const Dtype* dy, const BetaView<Dtype>& beta,
                         Dtype* dx);
+// SoftmaxBetaGradientCPU's position_grad and, when dx is not NULL,
+// SoftmaxBackwardCPU's dx, in one pass (dx may alias dy).
 template <typename Dtype>
-void SoftmaxBetaGradientGPU(const SoftmaxShape& shape, const Dtype* x,
-                            const Dtype* y, const Dtype* dy,
-                            Dtype* position_grad);
+void SoftmaxBackwardWithBetaGradientGPU(const SoftmaxShape& shape,
+                                        const Dtype* x, const Dtype* y,
+                                        const Dtype* dy,
+                                        const BetaView<Dtype>& beta, Dtype* dx,
+                                        Dtype* position_grad);
 
 // sums[r] = sum_c values[r * cols + c], each row added in a fixed order, so
 // the result does not change from run to run.

@@ -274,10 +274,22 @@ TYPED_TEST(GpuKernelsEmulated, SoftmaxFamilyMatchesCpu) {
 
         std::vector<Dtype> grad(s.positions());
         SoftmaxBetaGradientCPU(s, x.data(), y.data(), dy.data(), grad.data());
-        Guarded<Dtype> grad_gpu(s.positions());
-        SoftmaxBetaGradientGPU(s, x_gpu.data(), y_in.data(), dy_in.data(),
-                               grad_gpu.data());
-        EXPECT_TRUE(Agree(grad, grad_gpu)) << "SoftmaxBetaGradient";
+        Guarded<Dtype> grad_gpu(s.positions()), dx_fused(s.count());
+        SoftmaxBackwardWithBetaGradientGPU(s, x_gpu.data(), y_in.data(),
+                                           dy_in.data(), view, dx_fused.data(),
+                                           grad_gpu.data());
+        EXPECT_TRUE(Agree(grad, grad_gpu)) << "beta gradient, fused";
+        EXPECT_TRUE(Agree(dx, dx_fused)) << "dx, fused with beta gradient";
+        Guarded<Dtype> grad_only(s.positions()), dx_fused_in_place(dy);
+        SoftmaxBackwardWithBetaGradientGPU(
+            s, x_gpu.data(), y_in.data(), dy_in.data(), view,
+            static_cast<Dtype*>(NULL), grad_only.data());
+        EXPECT_TRUE(Agree(grad, grad_only)) << "beta gradient alone";
+        SoftmaxBackwardWithBetaGradientGPU(
+            s, x_gpu.data(), y_in.data(), dx_fused_in_place.data(), view,
+            dx_fused_in_place.data(), grad_only.data());
+        EXPECT_TRUE(Agree(dx, dx_fused_in_place))
+            << "dx in place, fused with beta gradient";
 
         // The layer sums the position gradients over the positions that
         // share one beta element: summed here from the GPU's own position
