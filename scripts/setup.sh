@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares everything caffe-temperature needs and builds the plugin.
 #
-#   scripts/setup.sh            apt packages, Python venv, BVLC Caffe (cached), plugin build
+#   scripts/setup.sh            apt packages, Python venv, BVLC Caffe (cached), the Python package
+#                               (pip, pure-Python: dependencies and commands from pyproject.toml), plugin build
 #
 # Environment:
 #   CAFFE_TEMPERATURE_CACHE  cache directory (default ~/.cache/caffe-temperature)
@@ -45,12 +46,10 @@ APT_PACKAGES=(
   libopenblas-dev libboost-system-dev libboost-thread-dev libboost-filesystem-dev
   libboost-python-dev libgtest-dev python3-dev python3-venv valgrind libtbb-dev
 )
-# opencv-python-headless: a test dependency (the OpenCV dnn runtime the deploy tests load nets in);
-# OpenCV 5 dropped the Caffe importer (cv2.dnn.readNetFromCaffe), hence < 5.
-PY_PACKAGES=(
-  numpy protobuf scipy scikit-image six pybind11 pytest hypothesis matplotlib tqdm
-  scikit-learn "opencv-python-headless<5"
-)
+# The Python dependencies are pyproject.toml's: install_python_package installs
+# the package itself (editable, pure-Python: the plugin is build_plugin's) with
+# the extras that the tests, plots and progress bars use, and pycaffe's own imports.
+PY_EXTRAS=test,plot,progress,hdf5,digits,pycaffe
 
 install_apt_packages() {
   local missing=()
@@ -69,19 +68,46 @@ make_venv() {
   if [[ ! -x $VENV/bin/python ]]; then
     log "creating Python virtual environment $VENV"
     python3 -m venv "$VENV"
-  fi
-  if ! "$VENV/bin/python" -c "import numpy, google.protobuf, scipy, skimage, six, pybind11, pytest, hypothesis, matplotlib, tqdm, sklearn, h5py, cv2; cv2.dnn.readNetFromCaffe" 2>/dev/null; then
-    log "installing Python packages into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]}"
+  fi
+  # Caffe's pycaffe build needs numpy's headers before the package (which needs
+  # Caffe) can be installed.
+  if ! "$VENV/bin/python" -c "import numpy" 2>/dev/null; then
+    "$VENV/bin/python" -m pip install -q numpy
   fi
   if ! "$VENV/bin/python" -c "import h5py" 2>/dev/null; then
     # h5py's wheel bundles its own libhdf5, which clashes with the system one
-    # that libcaffe loads into the same process; build it against the latter.
+    # that libcaffe loads into the same process; build it against the latter
+    # (before the package's hdf5 extra would fetch the wheel).
     log "building h5py against the system HDF5 (a few minutes, once)"
     HDF5_DIR=/usr/lib/$(gcc -print-multiarch)/hdf5/serial \
       "$VENV/bin/python" -m pip install -q --no-binary h5py h5py
   fi
+}
+
+# pip install the package, pure-Python (CAFFE_TEMPERATURE_PLUGIN=OFF: seconds,
+# no compiler), which installs pyproject.toml's dependencies and the console
+# scripts; the plugin itself is build_plugin's, and build/env.sh puts the source
+# tree's package first on PYTHONPATH. Not editable: scikit-build-core's editable
+# finder would send every user of this environment to this checkout. Skipped
+# while pyproject.toml, the package's files, this checkout and the Caffe are
+# those of the last install.
+install_python_package() {
+  local caffe_dir=$1 stamp=$VENV/.caffe-temperature-package stamp_text isolation=()
+  stamp_text="$ROOT $caffe_dir $PY_EXTRAS $(cd "$ROOT" && find pyproject.toml CMakeLists.txt cmake python prototxt \
+    -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  if [[ -f $stamp && $(cat "$stamp") == "$stamp_text" ]] &&
+     "$VENV/bin/python" -c "import importlib.metadata as m; m.version('caffe-temperature')" 2>/dev/null; then
+    return
+  fi
+  # The build requirements are in the test extra: after the first install no download is needed.
+  if "$VENV/bin/python" -c "import scikit_build_core, pybind11" 2>/dev/null; then
+    isolation=(--no-build-isolation)
+  fi
+  log "installing the caffe-temperature package and its dependencies into $VENV"
+  Caffe_DIR=$caffe_dir CAFFE_TEMPERATURE_PLUGIN=OFF \
+    "$VENV/bin/python" -m pip install -q "${isolation[@]}" "$ROOT[$PY_EXTRAS]"
+  echo "$stamp_text" > "$stamp"
 }
 
 # URI of the machine's own Debian archive, so that no mirror is hard-coded here.
@@ -182,6 +208,7 @@ main() {
     build_caffe
     caffe_dir=$CAFFE_PREFIX/share/Caffe
   fi
+  install_python_package "$caffe_dir"
   build_plugin "$caffe_dir"
   log "done; use it from a shell with: source $BUILD_DIR/env.sh"
 }

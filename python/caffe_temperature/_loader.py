@@ -15,13 +15,40 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _REPO_BUILD_DIRS = tuple(_PACKAGE_DIR.parent.parent / name for name in ("build", "build-cuda"))
 
 BUILD_HINT = (
-    "Build it with scripts/setup.sh (or cmake -DCaffe_DIR=... && cmake --build), "
+    "Install the package with it (Caffe_DIR=<caffe prefix>/share/Caffe pip install caffe-temperature), "
+    "build it in a source tree with scripts/setup.sh (or cmake -DCaffe_DIR=... && cmake --build), "
     "or point CAFFE_TEMPERATURE_LIBRARY at libcaffe_temperature.so."
 )
 
 
 class PluginLoadError(ImportError):
     """The plugin cannot be loaded into this process."""
+
+
+def built_without_plugin() -> bool:
+    """True for a package built with CAFFE_TEMPERATURE_PLUGIN=OFF (the pure-Python wheel),
+    unless CAFFE_TEMPERATURE_LIBRARY names a plugin: its build info says so, and no
+    library was ever meant to be next to it."""
+    info_file = _PACKAGE_DIR / BUILD_INFO_NAME
+    if os.environ.get("CAFFE_TEMPERATURE_LIBRARY") or not info_file.is_file():
+        return False
+    return json.loads(info_file.read_text()).get("plugin", True) is False
+
+
+def pycaffe_importable() -> bool:
+    """Whether ``import caffe`` works (it is imported, if so: the plugin must come after it)."""
+    try:
+        import caffe  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plugin_available() -> bool:
+    """Whether ``import caffe_temperature`` should load the plugin: pycaffe is importable
+    and this package has (or CAFFE_TEMPERATURE_LIBRARY names) a plugin. Without pycaffe the
+    layers could not be used anyway, and a pure-Python install has no plugin to load."""
+    return not built_without_plugin() and pycaffe_importable()
 
 
 def plugin_path() -> Path:
@@ -103,14 +130,21 @@ def _extend_package_path(library: Path) -> None:
 def load_plugin() -> ctypes.CDLL:
     """Load the plugin with RTLD_GLOBAL so that its layer registrations land in
     the same registry as pycaffe's. Loading twice returns the same handle."""
+    if built_without_plugin():
+        raise PluginLoadError(
+            f"this caffe_temperature ({_PACKAGE_DIR}) was built without the plugin "
+            "(CAFFE_TEMPERATURE_PLUGIN=OFF): its tools that need no Caffe work, but the layers need "
+            f"pycaffe and the compiled plugin. {BUILD_HINT}"
+        )
     # pycaffe first: its libcaffe is the one the plugin must match, and a
     # plugin loaded first would impose its own libcaffe on pycaffe by soname.
     try:
         import caffe  # noqa: F401
     except ImportError as err:
         raise PluginLoadError(
-            f"pycaffe cannot be imported ({err}); put <caffe>/python on PYTHONPATH "
-            "(source build/env.sh does this for the Caffe that scripts/setup.sh built)"
+            f"pycaffe cannot be imported ({err}), and the plugin's layers only exist inside Caffe: "
+            "put <caffe>/python on PYTHONPATH (source build/env.sh does this for the Caffe that "
+            "scripts/setup.sh built; `Caffe_DIR=... pip install` adds it to the environment it installs into)"
         ) from err
     library = plugin_path()
     _check_same_caffe(library)

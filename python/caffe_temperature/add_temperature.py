@@ -25,27 +25,25 @@ command line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import os
-import stat
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Iterator, Sequence, TextIO
 
-from caffe.proto import caffe_pb2
-from google.protobuf import text_format
-from google.protobuf.message import DecodeError
+from caffe_temperature._cli import (
+    ArgumentParser, ToolError, WriteError, atomic_write, positive_number, report_errors, same_file)
+from caffe_temperature.prototxt import (
+    copy_net, is_legacy, load_caffe_pb2, read_model, read_net, render, upgrade_legacy)
+
+if TYPE_CHECKING:
+    from caffe.proto import caffe_pb2
 
 PROG = "add_temperature.py"
 SOFTMAX = "Softmax"
 FUSED = "TemperatureSoftmax"
 SCALE = "Scale"
 NAME_SUFFIX = "_temperature"
-EXIT_ERROR = 2
-EXIT_IO_ERROR = 1
 
 DESCRIPTION = """\
 Give a deploy net's Softmax a temperature T: its output becomes softmax(logits / T).
@@ -69,145 +67,9 @@ example:
   (OpenCV's dnn module) take it from there only. A copy made with --T 1 drops it.
   --fused nets need Caffe with this plugin, so nothing is stored for them.
 
-exit status: 0 on success, 2 for bad arguments or input (nothing is written),
-1 when a file cannot be written.
+exit status: 0 on success; 2 on any error (bad arguments or input, a file that
+cannot be read or written), reported on one line, with nothing written.
 """
-
-
-# What numpy / zipfile / h5py raise on a corrupt or unexpected array file (the .npy header is
-# parsed with ast and tokenize, an .npz member is a zip entry, possibly deflated; a damaged header
-# can claim a shape whose size overflows int64 or that numpy tries to allocate before reading).
-def _unreadable_array_errors() -> tuple[type[BaseException], ...]:
-    import tokenize
-    import zipfile
-    import zlib
-
-    return (OSError, ValueError, EOFError, KeyError, TypeError, SyntaxError, tokenize.TokenError,
-            zipfile.BadZipFile, zlib.error, MemoryError, OverflowError)
-
-
-UNREADABLE_ARRAY = _unreadable_array_errors()
-
-
-class ToolError(Exception):
-    """A problem with the input or the arguments: reported on one line, exit status 2."""
-
-
-class WriteError(Exception):
-    """An output file cannot be written: exit status 1 (no half-written file is left)."""
-
-
-# --------------------------------------------------------------------------
-# Reading and parsing
-
-
-def positive_number(name: str) -> Callable[[str], float]:
-    """argparse type for --T and the tools' other scales: a finite number > 0."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be finite and > 0, got {text!r}")
-        return value
-
-    return parse
-
-
-def decode_text(data: bytes, source: str) -> str:
-    """The prototxt as text; a file that is not UTF-8 is a one-line error with line and column."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise ToolError(f"{source}:{line}:{column}: not UTF-8 text (byte 0x{data[err.start]:02x})") from None
-
-
-def parse_net(text: str, source: str) -> caffe_pb2.NetParameter:
-    """Parse prototxt text; a syntax error becomes ``source:line:column: message`` on one line."""
-    net = caffe_pb2.NetParameter()
-    try:
-        text_format.Parse(text, net)
-    except text_format.ParseError as err:
-        raise ToolError(format_parse_error(err, source)) from None
-    except RecursionError:  # text_format's parser recurses once per nested message
-        raise ToolError(f"{source}: cannot parse as a Caffe net: messages nested too deeply") from None
-    return net
-
-
-def format_parse_error(err: text_format.ParseError, source: str) -> str:
-    line, column = err.GetLine(), err.GetColumn()
-    message = " ".join(str(err).split())
-    prefix = f"{line}:{column} : "
-    if message.startswith(prefix):
-        message = message[len(prefix):]
-    where = f"{line}:{column}" if line is not None else "?:?"
-    return f"{source}:{where}: cannot parse as a Caffe net: {message}"
-
-
-def is_legacy(net: caffe_pb2.NetParameter) -> bool:
-    """V0/V1 nets keep their layers in the deprecated ``layers`` field."""
-    return len(net.layers) > 0
-
-
-# V0 layer type names UpgradeV0LayerType knows (any other one is a LOG(FATAL) in Caffe).
-V0_TYPES = frozenset((
-    "accuracy", "bnll", "concat", "conv", "data", "dropout", "euclidean_loss", "flatten", "hdf5_data",
-    "hdf5_output", "im2col", "images", "infogain_loss", "innerproduct", "lrn", "multinomial_logistic_loss",
-    "pool", "relu", "sigmoid", "softmax", "softmax_loss", "split", "tanh", "window_data", "padding",
-))
-
-
-def check_upgradable(net: caffe_pb2.NetParameter, source: str) -> None:
-    """Refuse, as a ToolError, the legacy nets on which Caffe's upgrader aborts the process.
-
-    UpgradeNetAsNeeded LOG(FATAL)s (or CHECK-fails) on these instead of returning false,
-    and reads past the end of input_shape / input_dim when they are too short.
-    """
-    if len(net.layer) > 0:
-        raise ToolError(f"{source}: has both 'layer' (current) and 'layers' (legacy) entries; "
-                        "Caffe refuses to upgrade such a net")
-    if any(layer.HasField("layer") for layer in net.layers):  # V0: UpgradeV0PaddingLayers
-        last_top: dict[str, int | None] = {name: None for name in net.input}
-        for index, connection in enumerate(net.layers):
-            v0 = connection.layer
-            if v0.HasField("type") and v0.type not in V0_TYPES:
-                raise ToolError(f"{source}: legacy layer {index} has unknown V0 type {v0.type!r}")
-            for blob in connection.bottom:
-                if blob not in last_top:
-                    raise ToolError(f"{source}: legacy layer {index} reads blob {blob!r}, which no input "
-                                    "or earlier layer produces")
-                source_index = last_top[blob]
-                if source_index is not None and net.layers[source_index].layer.type == "padding":
-                    padding = net.layers[source_index]
-                    if (v0.type not in ("conv", "pool") or len(connection.bottom) != 1
-                            or len(padding.bottom) != 1 or len(padding.top) != 1):
-                        raise ToolError(f"{source}: legacy padding layer {source_index} must have one bottom "
-                                        "and one top and feed a single-input conv or pool layer")
-            for blob in connection.top:
-                last_top[blob] = index
-    inputs = len(net.input)
-    if inputs and (0 < len(net.input_shape) < inputs
-                   or (not net.input_shape and 0 < len(net.input_dim) < 4 * inputs)):
-        raise ToolError(f"{source}: {inputs} input(s) but {len(net.input_shape)} input_shape and "
-                        f"{len(net.input_dim)} input_dim entries (4 per input)")
-
-
-def upgrade_legacy(net: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:
-    """Run Caffe's own upgrader (through the plugin's _native module) on a V0/V1 net."""
-    from caffe_temperature import _native  # loads the plugin; only legacy nets need it
-
-    check_upgradable(net, source)
-    try:
-        serialized, _ = _native.upgrade_net(net.SerializeToString(), source)
-    except ValueError as err:
-        raise ToolError(f"{source}: {err}") from None
-    upgraded = caffe_pb2.NetParameter()
-    upgraded.ParseFromString(serialized)
-    return upgraded
 
 
 # --------------------------------------------------------------------------
@@ -360,19 +222,23 @@ def set_beta(param: caffe_pb2.ScaleParameter, beta: float) -> None:
     param.filler.value = beta
 
 
-def make_scale(softmax: caffe_pb2.LayerParameter, name: str, top: str, beta: float) -> caffe_pb2.LayerParameter:
-    """A frozen scalar Scale(beta) that runs in the same phases as ``softmax``."""
-    scale = caffe_pb2.LayerParameter(name=name, type=SCALE)
-    scale.bottom.append(softmax.bottom[0])
-    scale.top.append(top)
-    if softmax.HasField("phase"):
-        scale.phase = softmax.phase
-    scale.include.extend(softmax.include)
-    scale.exclude.extend(softmax.exclude)
+def scale_layer(name: str, bottom: str, top: str, beta: float) -> caffe_pb2.LayerParameter:
+    """The temperature Scale the tool writes: a frozen scalar Scale(beta) with a constant filler."""
+    scale = load_caffe_pb2().LayerParameter(name=name, type=SCALE, bottom=[bottom], top=[top])
     scale.param.add(lr_mult=0, decay_mult=0)
     scale.scale_param.num_axes = 0
     scale.scale_param.bias_term = False
     set_beta(scale.scale_param, beta)
+    return scale
+
+
+def make_scale(softmax: caffe_pb2.LayerParameter, name: str, top: str, beta: float) -> caffe_pb2.LayerParameter:
+    """A temperature Scale in front of ``softmax`` that runs in the same phases."""
+    scale = scale_layer(name, softmax.bottom[0], top, beta)
+    if softmax.HasField("phase"):
+        scale.phase = softmax.phase
+    scale.include.extend(softmax.include)
+    scale.exclude.extend(softmax.exclude)
     return scale
 
 
@@ -450,14 +316,12 @@ def add_temperature(
     T = 1 leaves plain Softmax layers (removing a temperature an earlier run added).
     """
     beta = inverse_temperature(temperature)
-    work = caffe_pb2.NetParameter()
-    work.CopyFrom(net)
+    work = copy_net(net)
     taken = all_names(work)
     plan = Plan()
     for index in select_targets(work, layer_names, source):
         plan_softmax(work, index, beta, fused, taken, plan)
-    result = caffe_pb2.NetParameter()
-    result.CopyFrom(work)
+    result = copy_net(work)
     del result.layer[:]
     for index, layer in enumerate(work.layer):
         if index in plan.insert:
@@ -470,10 +334,6 @@ def add_temperature(
     return Rewrite(net=result, scales=plan.scales, retuned=tuple(plan.retuned), notes=tuple(plan.notes))
 
 
-def render(net: caffe_pb2.NetParameter) -> str:
-    return text_format.MessageToString(net)
-
-
 # --------------------------------------------------------------------------
 # Saved weights
 #
@@ -483,23 +343,6 @@ def render(net: caffe_pb2.NetParameter) -> str:
 # model gets the Scale's 1/T as a stored scalar blob, the way Caffe's own Net::ToProto writes it.
 
 LEARNED_TYPES = ("InnerProduct", "Convolution")  # their blob shapes follow from their own parameters
-
-
-def read_weights(path: Path) -> caffe_pb2.NetParameter:
-    """The whole model, parsed from memory by protobuf's Python parser, which has no 64 MB message limit.
-
-    (C++ protobuf's CodedInputStream had that default; Caffe and OpenCV lift it when they read a model.)
-    """
-    weights = caffe_pb2.NetParameter()
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise ToolError(f"cannot read {path}: {err.strerror or err}") from None
-    try:
-        weights.ParseFromString(data)
-    except DecodeError as err:
-        raise ToolError(f"{path}: not a binary caffemodel (caffe.NetParameter): {err}") from None
-    return weights
 
 
 def stored_layers(weights: caffe_pb2.NetParameter, name: str) -> Iterator[caffe_pb2.LayerParameter]:
@@ -645,7 +488,7 @@ def reconcile_weights(
     one would override the prototxt's filler when Caffe loads the model: without ``update`` that is
     an error; with it the value is updated, a removed Scale's entry dropped and a missing 1/T added.
     """
-    weights = read_weights(path)
+    weights = read_model(path)
     check_model_fits(net, weights, path)
     notes: list[str] = []
     for name, beta in scales.items():
@@ -691,61 +534,11 @@ def rewritten_model(
 
 
 # --------------------------------------------------------------------------
-# Writing
-
-
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same directory and os.replace it over ``path``.
-
-    A symlink is followed, an existing file keeps its permissions.
-    """
-    target = Path(os.path.realpath(path))
-    try:
-        if target.exists() and not target.is_file():
-            # A device or FIFO (-o /dev/stdout): renaming over it would replace it.
-            with open(target, "wb") as handle:
-                handle.write(data)
-        else:
-            write_replacing(target, data)
-    except OSError as err:
-        raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
-
-
-def write_replacing(target: Path, data: bytes) -> None:
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~current_umask()
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-# --------------------------------------------------------------------------
 # Command line
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog or PROG,
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -782,29 +575,16 @@ def check_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
         parser.error("--weights-out names the --weights file; write the updated model to a new file")
 
 
-def read_input(path: Path, stdin: TextIO) -> tuple[bytes, str]:
-    if str(path) == "-":
-        return stdin.buffer.read(), "<stdin>"
-    try:
-        return path.read_bytes(), str(path)
-    except OSError as err:
-        raise ToolError(f"cannot read {path}: {err.strerror or err}") from None
-
-
 def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    data, source = read_input(args.prototxt, stdin)
-    net = parse_net(decode_text(data, source), source)
-    legacy = is_legacy(net)
-    if legacy:
-        net = upgrade_legacy(net, source)
-    rewrite = add_temperature(net, args.temperature, args.layer, args.fused, source)
+    read = read_net(args.prototxt, stdin)
+    rewrite = add_temperature(read.net, args.temperature, args.layer, args.fused, read.source)
     notes = list(rewrite.notes)
-    if legacy:  # a note, printed with the others once all went well (an error stays one line)
-        notes.insert(0, f"{source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first")
+    if read.upgraded:  # a note, printed with the others once all went well (an error stays one line)
+        notes.insert(0, f"{read.source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first")
     weights, weight_notes = rewritten_model(rewrite, args.fused, args.weights, args.weights_out is not None)
     notes.extend(weight_notes)
     text = render(rewrite.net).encode("utf-8")
-    write_outputs(args, data, text, weights, stdout)
+    write_outputs(args, read.data, text, weights, stdout)
     for note in notes:
         print(f"{PROG}: {note}", file=stderr)
     return 0
@@ -827,23 +607,6 @@ def write_outputs(
             stdout.flush()
         except OSError as err:
             raise WriteError(f"cannot write the net to standard output: {err.strerror or err}") from None
-
-
-def one_line(err: Exception) -> str:
-    """An error message on one line (names from the input may hold line breaks)."""
-    return " ".join(str(err).splitlines())
-
-
-def report_errors(prog: str, job: Callable[[], int]) -> int:
-    """Runs a tool's job; its ToolError / WriteError become one line on stderr and exit 2 / 1."""
-    try:
-        return job()
-    except ToolError as err:
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except WriteError as err:
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_IO_ERROR
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -17,19 +17,24 @@ with ``--weights-out``, its model with that 1/T stored (for OpenCV's dnn module)
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 import numpy as np
+from scipy.special import log_softmax
 
 from caffe_temperature import add_temperature as at
-from caffe_temperature.add_temperature import (
-    UNREADABLE_ARRAY, ToolError, report_errors)
+from caffe_temperature._cli import (
+    ArgumentParser, ToolError, load_array, load_pycaffe, new_figure, png_bytes, positive_int, progress_bar,
+    report_errors, same_file, write_all)
+from caffe_temperature.prototxt import read_net, render
+
+if TYPE_CHECKING:
+    from caffe.proto import caffe_pb2
 
 PROG = "python -m caffe_temperature.calibrate"
 BINS = 15
@@ -57,8 +62,8 @@ T is fitted in [0.01, 100] and is relative to the logits it was fitted on: with
 --deploy the default blob is the input of the last Softmax (behind any
 temperature Scale add_temperature put there), so --apply sets the absolute T.
 
-exit status: 0 on success, 2 for bad arguments or input (nothing is written),
-1 when a file cannot be written.
+exit status: 0 on success; 2 on any error (bad arguments or input, a file that
+cannot be read or written), reported on one line, with nothing written.
 """
 
 
@@ -66,15 +71,9 @@ exit status: 0 on success, 2 for bad arguments or input (nothing is written),
 # The maths
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log softmax, stable for any finite logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the labels under softmax(logits / T)."""
-    log_p = log_softmax(logits / temperature)
+    log_p = log_softmax(logits / temperature, axis=1)
     return float(-log_p[np.arange(len(labels)), labels].mean())
 
 
@@ -111,7 +110,7 @@ class Metrics:
 
 
 def reliability(logits: np.ndarray, labels: np.ndarray, temperature: float, bins: int = BINS) -> Bins:
-    probs = np.exp(log_softmax(logits / temperature))
+    probs = np.exp(log_softmax(logits / temperature, axis=1))
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -140,40 +139,6 @@ def metrics(logits: np.ndarray, labels: np.ndarray, temperature: float) -> tuple
 
 # --------------------------------------------------------------------------
 # Reading and checking inputs
-
-
-def load_array(path: Path, keys: Sequence[str], what: str) -> np.ndarray:
-    """An array from .npy, or from .npz / HDF5 under the first of ``keys`` present (or its only array)."""
-    try:
-        if path.suffix.lower() in (".h5", ".hdf5"):
-            return load_hdf5(path, keys, what)
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            return np.asarray(loaded)
-        with loaded:
-            return loaded[pick(list(loaded.files), keys, path, what)]
-    except UNREADABLE_ARRAY as err:
-        raise ToolError(f"cannot read {what} from {path}: {getattr(err, 'strerror', None) or err}") from None
-
-
-def load_hdf5(path: Path, keys: Sequence[str], what: str) -> np.ndarray:
-    """The HDF5 layout Caffe's HDF5Data layer reads: one top-level dataset per blob."""
-    import h5py
-
-    with h5py.File(path, "r") as archive:
-        names = [name for name, item in archive.items() if isinstance(item, h5py.Dataset)]
-        return np.asarray(archive[pick(names, keys, path, what)][()])
-
-
-def pick(names: Sequence[str], keys: Sequence[str], path: Path, what: str) -> str:
-    """The first of ``keys`` among ``names``, or the only name."""
-    for key in keys:
-        if key in names:
-            return key
-    if len(names) == 1:
-        return names[0]
-    raise ToolError(f"{path}: no {what} array; looked for {', '.join(map(repr, keys))}, it holds "
-                    f"{', '.join(map(repr, names)) or 'nothing'}")
 
 
 def as_logits(raw: np.ndarray) -> np.ndarray:
@@ -220,7 +185,7 @@ def as_labels(raw: np.ndarray, examples: int, classes: int) -> np.ndarray:
 # Logits from a deploy net
 
 
-def default_blob(net: "at.caffe_pb2.NetParameter", source: str) -> str:
+def default_blob(net: caffe_pb2.NetParameter, source: str) -> str:
     """The logits blob: the input of the last Softmax, behind its temperature Scale if it has one."""
     indices = [i for i, layer in enumerate(net.layer) if at.is_softmax(layer)]
     if not indices:
@@ -228,12 +193,6 @@ def default_blob(net: "at.caffe_pb2.NetParameter", source: str) -> str:
     scale = at.own_scale_index(net, indices[-1])
     layer = net.layer[indices[-1] if scale is None else scale]
     return layer.bottom[0]
-
-
-def read_deploy(path: Path) -> "at.caffe_pb2.NetParameter":
-    data, source = at.read_input(path, sys.stdin)
-    net = at.parse_net(at.decode_text(data, source), source)
-    return at.upgrade_legacy(net, source) if at.is_legacy(net) else net
 
 
 def load_data(args: argparse.Namespace, input_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -247,12 +206,10 @@ def load_data(args: argparse.Namespace, input_name: str) -> tuple[np.ndarray, np
     return data, labels
 
 
-def forward_logits(net, input_name: str, blob: str, data: np.ndarray, batch_size: int, quiet: bool) -> np.ndarray:
+def forward_logits(net: Any, input_name: str, blob: str, data: np.ndarray, batch_size: int, quiet: bool) -> np.ndarray:
     """Run ``data`` through ``net`` in batches and collect ``blob``."""
-    from tqdm import tqdm
-
     chunks = []
-    with tqdm(total=len(data), unit="ex", disable=quiet, file=sys.stderr, desc="forward") as progress:
+    with progress_bar(len(data), quiet, unit="ex", desc="forward") as progress:
         for start in range(0, len(data), batch_size):
             batch = data[start:start + batch_size]
             net.blobs[input_name].reshape(*batch.shape)
@@ -265,14 +222,11 @@ def forward_logits(net, input_name: str, blob: str, data: np.ndarray, batch_size
 
 
 def deploy_logits(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
-    import caffe
-
-    import caffe_temperature  # noqa: F401  (registers the plugin's layers)
-
-    proto = read_deploy(args.deploy)
+    proto = read_net(args.deploy).net
     blob = args.blob or default_blob(proto, str(args.deploy))
     if not args.weights.is_file():
         raise ToolError(f"cannot read {args.weights}: no such file")
+    caffe = load_pycaffe("--deploy")
     caffe.set_mode_cpu()
     try:
         net = caffe.Net(str(args.deploy), caffe.TEST, weights=str(args.weights))
@@ -298,11 +252,7 @@ def deploy_logits(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str
 
 def reliability_png(before: Bins, after: Bins, temperature: float) -> bytes:
     """Reliability diagrams before and after, side by side, as PNG bytes (Agg, no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4.6), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure(10, 4.6)
     for position, (bins, title) in enumerate(((before, "before (T = 1)"), (after, f"after (T = {temperature:.3g})"))):
         axes = figure.add_subplot(1, 2, position + 1)
         edges = np.asarray(bins.edges)
@@ -319,9 +269,7 @@ def reliability_png(before: Bins, after: Bins, temperature: float) -> bytes:
                  title=f"{title}: ECE {ece:.4f}")
         axes.legend(loc="upper left")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(figure)
 
 
 def summary(temperature: float, before: tuple[Metrics, Bins], after: tuple[Metrics, Bins],
@@ -354,10 +302,10 @@ def calibrated_deploy(args: argparse.Namespace, temperature: float) -> tuple[lis
 
     Given --weights, the model is checked against the new net as add_temperature --weights does.
     """
-    net = read_deploy(args.apply)
+    net = read_net(args.apply).net
     rewrite = at.add_temperature(net, temperature, fused=args.fused, source=str(args.apply))
     model, model_notes = at.rewritten_model(rewrite, args.fused, args.weights, args.weights_out is not None)
-    outputs = [(args.output, at.render(rewrite.net).encode("utf-8"))]
+    outputs = [(args.output, render(rewrite.net).encode("utf-8"))]
     if model is not None and args.weights_out is not None:
         outputs.insert(0, (args.weights_out, model))
     return outputs, list(rewrite.notes) + model_notes
@@ -367,18 +315,8 @@ def calibrated_deploy(args: argparse.Namespace, temperature: float) -> tuple[lis
 # Command line
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    parser = ArgumentParser(prog=PROG, description=__doc__,
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("held-out logits from files")
     source.add_argument("--logits", type=Path, metavar="L.npy", help="N x C logits (.npy or .npz)")
@@ -391,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--input", metavar="BLOB", help="input blob (default: the net's first input)")
     net.add_argument("--blob", metavar="BLOB",
                      help="logits blob (default: the bottom of the last Softmax, behind its temperature Scale)")
-    net.add_argument("--batch-size", type=positive_int, default=64, help="examples per forward pass (default 64)")
+    net.add_argument("--batch-size", type=positive_int("--batch-size"), default=64,
+                     help="examples per forward pass (default 64)")
     net.add_argument("--quiet", action="store_true", help="no progress bar")
     out = parser.add_argument_group("outputs")
     out.add_argument("--json", type=Path, metavar="OUT.json", help="summary; its key 'temperature' is the fitted T")
@@ -423,11 +362,11 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--apply DEPLOY and -o OUT.prototxt go together")
     if args.fused and args.apply is None:
         parser.error("--fused goes with --apply")
-    if args.apply is not None and at.same_file(args.output, args.apply):
+    if args.apply is not None and same_file(args.output, args.apply):
         parser.error("-o names the --apply input; write the calibrated net to a new file")
     if args.weights_out is not None and (args.apply is None or args.weights is None):
         parser.error("--weights-out goes with --apply and --weights (the model it copies)")
-    if args.weights_out is not None and at.same_file(args.weights_out, args.weights):
+    if args.weights_out is not None and same_file(args.weights_out, args.weights):
         parser.error("--weights-out names the --weights file; write the calibrated model to a new file")
 
 
@@ -449,7 +388,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     result = summary(temperature, before, after, logits, source)
     notes = []
     if min(abs(math.log(temperature / bound)) for bound in T_BOUNDS) < 1e-3:
-        notes.append(f"T = {temperature:.4g} is at the edge of the search range {T_BOUNDS}; the logits may be degenerate")
+        notes.append(f"T = {temperature:.4g} is at the edge of the search range {T_BOUNDS}; "
+                     "the logits may be degenerate")
     outputs: list[tuple[Path, bytes]] = []
     if args.apply is not None:
         applied, rewrite_notes = calibrated_deploy(args, temperature)
@@ -459,8 +399,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         outputs.append((args.json, (json.dumps(result, indent=2) + "\n").encode("utf-8")))
     if args.plot is not None:
         outputs.append((args.plot, reliability_png(before[1], after[1], temperature)))
-    for path, data in outputs:  # every output is built before the first write
-        at.atomic_write(path, data)
+    write_all(outputs)  # every output is built before the first write
     print(report(result), file=stdout)
     for path, _ in outputs:
         print(f"wrote {path}", file=stdout)

@@ -11,39 +11,50 @@ import argparse
 import io
 import sys
 import tempfile
-from contextlib import redirect_stderr
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from google.protobuf import text_format
+from scipy.stats import entropy
 
-DEFAULT_DEPLOY = Path(__file__).resolve().parents[2] / "prototxt" / "deploy_example.prototxt"
+from caffe_temperature import add_temperature as at
+from caffe_temperature._cli import ArgumentParser, ToolError, load_pycaffe, positive_number, report_errors
+from caffe_temperature.prototxt import copy_net, example_path, parse_net, read_net, render
+
+if TYPE_CHECKING:
+    from caffe.proto import caffe_pb2
+
+PROG = "python -m caffe_temperature.demo"
+EPILOG = """\
+exit status: 0 on success; 2 on any error (bad arguments, a net that cannot be
+read or run), reported on one line.
+"""
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m caffe_temperature.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--deploy", type=Path, default=DEFAULT_DEPLOY, help="deploy prototxt (default: built-in example)")
-    parser.add_argument("--T", dest="temperature", type=float, default=40.0, help="temperature to compare with T = 1")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the weights and inputs")
-    return parser.parse_args(argv)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__, epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deploy", type=Path, default=example_path("deploy_example.prototxt"),
+                        help="deploy prototxt (default: built-in example)")
+    parser.add_argument("--T", dest="temperature", type=positive_number("T"), default=40.0,
+                        help="temperature to compare with T = 1, finite and > 0 (default 40)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the weights and inputs (default 7)")
+    return parser
 
 
-def fused_variant(net, temperature: float):
+def fused_variant(net: caffe_pb2.NetParameter, temperature: float) -> caffe_pb2.NetParameter:
     """Every Softmax as a TemperatureSoftmax carrying beta = 1/T (also at T = 1)."""
-    from caffe_temperature.add_temperature import as_fused, is_softmax
-
-    out = type(net)()
-    out.CopyFrom(net)
+    out = copy_net(net)
     for layer in out.layer:
-        if is_softmax(layer):
-            as_fused(layer, 1.0 / temperature)
+        if at.is_softmax(layer):
+            at.as_fused(layer, 1.0 / temperature)
     return out
 
 
-def probabilities(caffe, net_param, weights: Path, inputs: dict[str, np.ndarray], workdir: Path, name: str) -> np.ndarray:
-    from caffe_temperature.add_temperature import render
-
+def probabilities(caffe: ModuleType, net_param: caffe_pb2.NetParameter, weights: Path,
+                  inputs: dict[str, np.ndarray], workdir: Path, name: str) -> np.ndarray:
     path = workdir / f"{name}.prototxt"
     path.write_text(render(net_param))
     net = caffe.Net(str(path), caffe.TEST, weights=str(weights))
@@ -54,50 +65,58 @@ def probabilities(caffe, net_param, weights: Path, inputs: dict[str, np.ndarray]
 
 def show_tool_run(deploy: Path, temperature: float) -> None:
     """What `python/add_temperature.py DEPLOY --T 40` prints, and the layers it adds."""
-    from caffe_temperature import add_temperature
-
     out, err = io.StringIO(), io.StringIO()
-    with redirect_stderr(err):
-        add_temperature.run(add_temperature.build_parser().parse_args([str(deploy), "--T", f"{temperature:g}"]),
-                            sys.stdin, out, err)
+    at.run(at.build_parser().parse_args([str(deploy), "--T", f"{temperature:g}"]), sys.stdin, out, err)
     print(f"$ python/add_temperature.py {deploy.name} --T {temperature:g}")
     print(err.getvalue().rstrip())
-    before = {layer.name for layer in add_temperature.parse_net(deploy.read_text(), str(deploy)).layer}
-    after = add_temperature.parse_net(out.getvalue(), "stdout")
+    before = {layer.name for layer in read_net(deploy).net.layer}
+    after = parse_net(out.getvalue(), "stdout")
     print("(the rewritten net goes to stdout; the layer it added:)")
     for layer in after.layer:
         if layer.name not in before:
             print("layer {\n" + text_format.MessageToString(layer, indent=2) + "}")
 
 
-def entropy(p: np.ndarray) -> np.ndarray:
-    return -(p * np.log(np.clip(p, 1e-30, None))).sum(axis=1)
+def mean_entropy(p: np.ndarray) -> float:
+    """Mean entropy of the rows of ``p``, in nats."""
+    return float(entropy(p, axis=1).mean())
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    import caffe
-
-    import caffe_temperature  # noqa: F401  (registers the layers)
-    from caffe_temperature.add_temperature import add_temperature, parse_net
-
-    caffe.set_mode_cpu()
-    caffe.set_random_seed(args.seed)
-    deploy = parse_net(args.deploy.read_text(), str(args.deploy))
+def compare(caffe: ModuleType, deploy: Path, temperature: float,
+            seed: int) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """Fused and stock probabilities at T = 1 and at ``temperature``, on seeded filler weights."""
+    net = read_net(deploy).net
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        original = caffe.Net(str(args.deploy), caffe.TEST)  # weights from the fillers, seeded
+        original = load_net(caffe, workdir, net)  # weights from the fillers, seeded
         weights = workdir / "weights.caffemodel"
         original.save(str(weights))
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(seed)
         inputs = {name: rng.normal(size=original.blobs[name].data.shape) for name in original.inputs}
         table = {}
-        for temperature in (1.0, args.temperature):
-            stock = add_temperature(deploy, temperature).net
-            table[temperature] = (
-                probabilities(caffe, fused_variant(deploy, temperature), weights, inputs, workdir, "fused"),
+        for t in (1.0, temperature):
+            stock = at.add_temperature(net, t, source=str(deploy)).net
+            table[t] = (
+                probabilities(caffe, fused_variant(net, t), weights, inputs, workdir, "fused"),
                 probabilities(caffe, stock, weights, inputs, workdir, "stock"),
             )
+    return table
+
+
+def load_net(caffe: ModuleType, workdir: Path, net: caffe_pb2.NetParameter) -> object:
+    path = workdir / "original.prototxt"
+    path.write_text(render(net))
+    try:
+        return caffe.Net(str(path), caffe.TEST)
+    except Exception as err:  # pycaffe's errors have no common type; report them on one line
+        raise ToolError(f"pycaffe cannot build the net: {err}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    caffe = load_pycaffe("the demo")
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(args.seed)
+    table = compare(caffe, args.deploy, args.temperature, args.seed)
     print_comparison(table)
     print()
     show_tool_run(args.deploy, args.temperature)
@@ -111,8 +130,13 @@ def print_comparison(table: dict[float, tuple[np.ndarray, np.ndarray]]) -> None:
         print(f"  TemperatureSoftmax      {fused[0]}")
         print(f"  stock layers            {stock[0]}")
         print(f"  max |difference| over the batch: {np.abs(fused - stock).max():.2e}; "
-              f"mean entropy {entropy(fused).mean():.3f} nats (uniform: {np.log(fused.shape[1]):.3f}); "
+              f"mean entropy {mean_entropy(fused):.3f} nats (uniform: {np.log(fused.shape[1]):.3f}); "
               f"argmax {fused.argmax(axis=1).tolist()}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return report_errors(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -15,18 +15,29 @@ prototxt/distill_student.prototxt; loss weights and beta = 1/T are set per run.
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from types import ModuleType
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-PROTOTXT_DIR = Path(__file__).resolve().parents[2] / "prototxt"
-TEACHER_NET = PROTOTXT_DIR / "distill_teacher.prototxt"
-STUDENT_NET = PROTOTXT_DIR / "distill_student.prototxt"
+from caffe_temperature._cli import (
+    ArgumentParser, ToolError, WriteError, atomic_write, check_writable, fraction, load_pycaffe, positive_int,
+    positive_number, progress_bar, report_errors)
+from caffe_temperature.prototxt import example_path, load_caffe_pb2, read_net, render
+
+PROG = "python -m caffe_temperature.distill_digits"
+TEACHER_NET = example_path("distill_teacher.prototxt")
+STUDENT_NET = example_path("distill_student.prototxt")
+EPILOG = """\
+exit status: 0 on success; 2 on any error (bad arguments, a --workdir that
+cannot be written, pycaffe or scikit-learn missing), reported on one line.
+"""
 DISTILL_LAYER = "SoftmaxWithDistillationLoss"
 HARD_LAYER = "SoftmaxWithLoss"
 
@@ -59,13 +70,19 @@ class StudentResult:
 def load_digits(split_seed: int, train_size: int) -> Digits:
     """The 1797 digits (offline, bundled with scikit-learn), pixels in [0, 1],
     split into `train_size` training and the rest test examples."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise ToolError("the digits come with scikit-learn: pip install scikit-learn") from None
 
     x, y = sklearn_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x.astype(np.float32) / 16.0, y.astype(np.float32),
-        train_size=train_size, stratify=y, random_state=split_seed)
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            x.astype(np.float32) / 16.0, y.astype(np.float32),
+            train_size=train_size, stratify=y, random_state=split_seed)
+    except ValueError as err:  # too few examples on one side for every class
+        raise ToolError(f"--train-size {train_size} of {len(y)} digits: {err}") from None
     return Digits(x_train, y_train, x_test, y_test)
 
 
@@ -73,10 +90,7 @@ def configure_net(template: Path, out: Path, loss_weights: dict[str, float],
                   temperature: float | None) -> Path:
     """Writes `template` with the loss weights of the layers of the given
     types and, when `temperature` is given, the distillation beta = 1/T."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-
-    net = text_format.Parse(template.read_text(), caffe_pb2.NetParameter())
+    net = read_net(template).net
     for layer in net.layer:
         if layer.type in loss_weights:
             del layer.loss_weight[:]
@@ -84,15 +98,13 @@ def configure_net(template: Path, out: Path, loss_weights: dict[str, float],
         if layer.type == DISTILL_LAYER and temperature is not None:
             layer.scale_param.filler.type = "constant"
             layer.scale_param.filler.value = 1.0 / temperature
-    out.write_text(text_format.MessageToString(net))
+    atomic_write(out, render(net).encode("utf-8"))
     return out
 
 
-def make_solver(net_path: Path, workdir: Path, config: TrainConfig):
+def make_solver(caffe: ModuleType, net_path: Path, workdir: Path, config: TrainConfig) -> Any:
     """An SGD solver for `net_path` whose fillers are seeded by config.seed."""
-    import caffe
-    from caffe.proto import caffe_pb2
-
+    caffe_pb2 = load_caffe_pb2()
     solver = caffe_pb2.SolverParameter(
         net=str(net_path), base_lr=config.base_lr, momentum=0.9,
         weight_decay=5e-4, lr_policy="step", gamma=0.1,
@@ -100,11 +112,11 @@ def make_solver(net_path: Path, workdir: Path, config: TrainConfig):
         display=0, random_seed=config.seed,
         solver_mode=caffe_pb2.SolverParameter.CPU)
     path = workdir / f"{net_path.stem}_solver.prototxt"
-    path.write_text(str(solver))
+    atomic_write(path, str(solver).encode("utf-8"))
     return caffe.SGDSolver(str(path))
 
 
-def set_inputs(net, inputs: dict[str, np.ndarray]) -> None:
+def set_inputs(net: Any, inputs: dict[str, np.ndarray]) -> None:
     """Resizes the Input blobs to the arrays and copies them in."""
     for name, array in inputs.items():
         net.blobs[name].reshape(*array.shape)
@@ -112,8 +124,7 @@ def set_inputs(net, inputs: dict[str, np.ndarray]) -> None:
     net.reshape()
 
 
-def train(solver, inputs: dict[str, np.ndarray], config: TrainConfig,
-          progress) -> None:
+def train(solver: Any, inputs: dict[str, np.ndarray], config: TrainConfig, progress: Any) -> None:
     """Minibatch SGD over shuffled epochs of `inputs` (same first axis)."""
     rng = np.random.default_rng(config.seed)
     n = len(next(iter(inputs.values())))
@@ -127,7 +138,7 @@ def train(solver, inputs: dict[str, np.ndarray], config: TrainConfig,
         progress.update(1)
 
 
-def evaluate(net, inputs: dict[str, np.ndarray], blobs: Iterable[str]
+def evaluate(net: Any, inputs: dict[str, np.ndarray], blobs: Iterable[str]
              ) -> dict[str, np.ndarray]:
     """One forward pass over all of `inputs`; copies of the named blobs."""
     set_inputs(net, inputs)
@@ -139,25 +150,27 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(logits.argmax(axis=1) == labels))
 
 
-def train_teacher(data: Digits, config: TrainConfig, workdir: Path,
-                  progress) -> tuple[np.ndarray, np.ndarray]:
+def train_teacher(caffe: ModuleType, data: Digits, config: TrainConfig, workdir: Path,
+                  progress: Any) -> tuple[np.ndarray, np.ndarray]:
     """Trains the teacher; returns its logits on the training and test sets
     (also saved to workdir/teacher_logits.npz)."""
-    solver = make_solver(TEACHER_NET, workdir, config)
+    solver = make_solver(caffe, TEACHER_NET, workdir, config)
     train(solver, {"data": data.x_train, "label": data.y_train}, config,
           progress)
     logits = [
         evaluate(solver.net, {"data": x, "label": y}, ["logits"])["logits"]
         for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test))
     ]
-    np.savez(workdir / "teacher_logits.npz", train=logits[0], test=logits[1])
+    archive = io.BytesIO()
+    np.savez(archive, train=logits[0], test=logits[1])
+    atomic_write(workdir / "teacher_logits.npz", archive.getvalue())
     return logits[0], logits[1]
 
 
-def train_student(data: Digits, teacher_logits: tuple[np.ndarray, np.ndarray],
+def train_student(caffe: ModuleType, data: Digits, teacher_logits: tuple[np.ndarray, np.ndarray],
                   temperature: float | None, soft_weight: float,
                   monitor_temperature: float, config: TrainConfig,
-                  workdir: Path, progress) -> StudentResult:
+                  workdir: Path, progress: Any) -> StudentResult:
     """Trains one student. temperature None: hard labels only (distillation
     loss weight 0, still computed at `monitor_temperature`)."""
     hard_weight = 1.0 if temperature is None else 1.0 - soft_weight
@@ -166,7 +179,7 @@ def train_student(data: Digits, teacher_logits: tuple[np.ndarray, np.ndarray],
         STUDENT_NET, workdir / f"student_T{temperature}_s{config.seed}.prototxt",
         {HARD_LAYER: hard_weight, DISTILL_LAYER: distill_weight},
         temperature or monitor_temperature)
-    solver = make_solver(net_path, workdir, config)
+    solver = make_solver(caffe, net_path, workdir, config)
     train_inputs = {"data": data.x_train, "label": data.y_train,
                     "teacher_logits": teacher_logits[0]}
     before = evaluate(solver.net, train_inputs, ["distill_loss"])
@@ -196,48 +209,42 @@ def summarize(results: Sequence[StudentResult]) -> list[str]:
     return lines
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5,
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=positive_int("--seeds"), default=5,
                         help="students per setting, seeds 0..N-1 (default 5)")
-    parser.add_argument("--temperatures", type=float, nargs="+",
-                        default=[1.0, 2.0, 4.0, 8.0])
-    parser.add_argument("--iters", type=int, default=1500,
+    parser.add_argument("--temperatures", type=positive_number("temperatures"), nargs="+",
+                        default=[1.0, 2.0, 4.0, 8.0], help="distillation temperatures, each > 0 (default 1 2 4 8)")
+    parser.add_argument("--iters", type=positive_int("--iters"), default=1500,
                         help="SGD iterations per student (default 1500)")
-    parser.add_argument("--teacher-iters", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--train-size", type=int, default=300,
+    parser.add_argument("--teacher-iters", type=positive_int("--teacher-iters"), default=2000,
+                        help="SGD iterations of the teacher (default 2000)")
+    parser.add_argument("--batch-size", type=positive_int("--batch-size"), default=64, help="(default 64)")
+    parser.add_argument("--lr", type=positive_number("--lr"), default=0.05, help="base learning rate (default 0.05)")
+    parser.add_argument("--train-size", type=positive_int("--train-size"), default=300,
                         help="training examples (the rest are the test set); "
                              "a small set is where soft targets help most")
-    parser.add_argument("--soft-weight", type=float, default=0.7,
-                        help="loss weight of the distillation term; the hard "
+    parser.add_argument("--soft-weight", type=fraction("--soft-weight"), default=0.7,
+                        help="loss weight of the distillation term, in (0, 1]; the hard "
                              "term gets 1 - this (default 0.7)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where nets, solvers and teacher_logits.npz go "
                              "(default: a temporary directory)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if any(t <= 0 for t in args.temperatures):
-        parser.error("temperatures must be > 0")
-    if not 0 < args.soft_weight <= 1:
-        parser.error("--soft-weight must be in (0, 1]")
-    return args
+    return parser
 
 
-def run(args: argparse.Namespace, workdir: Path) -> list[StudentResult]:
-    import caffe
-    import caffe_temperature  # noqa: F401  (registers the layers)
-    from tqdm import tqdm
-
+def experiment(args: argparse.Namespace, workdir: Path) -> list[StudentResult]:
+    """Trains the teacher and every student; returns the students' results."""
+    caffe = load_pycaffe(PROG)
     caffe.set_mode_cpu()
     data = load_digits(split_seed=0, train_size=args.train_size)
     runs = args.seeds * (1 + len(args.temperatures))
-    with tqdm(total=args.teacher_iters + runs * args.iters, unit="it",
-              disable=args.quiet, file=sys.stderr) as progress:
+    with progress_bar(args.teacher_iters + runs * args.iters, args.quiet, unit="it") as progress:
         teacher_config = TrainConfig(args.teacher_iters, args.batch_size,
                                      args.lr, seed=1000)
-        teacher_logits = train_teacher(data, teacher_config, workdir, progress)
+        teacher_logits = train_teacher(caffe, data, teacher_config, workdir, progress)
         print(f"teacher test accuracy: "
               f"{accuracy(teacher_logits[1], data.y_test):.4f}")
         results = []
@@ -245,24 +252,36 @@ def run(args: argparse.Namespace, workdir: Path) -> list[StudentResult]:
             config = TrainConfig(args.iters, args.batch_size, args.lr, seed)
             for temperature in [None, *args.temperatures]:
                 results.append(train_student(
-                    data, teacher_logits, temperature, args.soft_weight,
+                    caffe, data, teacher_logits, temperature, args.soft_weight,
                     max(args.temperatures), config, workdir, progress))
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> list[StudentResult]:
-    args = parse_args(argv)
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        results = run(args, args.workdir)
-    else:
+def in_workdir(args: argparse.Namespace) -> list[StudentResult]:
+    """The experiment in --workdir (made if missing), or in a temporary directory."""
+    if args.workdir is None:
         with tempfile.TemporaryDirectory(prefix="distill_digits_") as tmp:
-            results = run(args, Path(tmp))
+            return experiment(args, Path(tmp))
+    try:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(f"cannot make --workdir {args.workdir}: {err.strerror or err}") from None
+    check_writable(args.workdir / "teacher_logits.npz")
+    return experiment(args, args.workdir)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = in_workdir(args)
     print(f"{len(results)} students, {args.iters} iterations each, "
           f"{args.train_size} training examples")
     print("\n".join(summarize(results)))
-    return results
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return report_errors(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

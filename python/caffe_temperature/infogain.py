@@ -27,15 +27,16 @@ that ``infogain_loss_param { source: "H.binaryproto" }`` reads.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 from typing import Sequence, TextIO
 
 import numpy as np
 
-from caffe_temperature.add_temperature import (
-    UNREADABLE_ARRAY, ToolError, atomic_write, positive_number, report_errors)
+from caffe_temperature._cli import (
+    UNREADABLE_ARRAY, ArgumentParser, ToolError, new_figure, png_bytes, positive_int, positive_number, read_bytes,
+    report_errors, write_all)
+from caffe_temperature.prototxt import load_caffe_pb2
 
 PROG = "python -m caffe_temperature.infogain"
 
@@ -51,8 +52,8 @@ then, in the training net:
   layer { type: "SoftmaxWithInfogainLoss" bottom: "logits" bottom: "label" top: "loss"
           infogain_loss_param { source: "H.binaryproto" } }
 
-exit status: 0 on success, 2 for bad arguments or input (nothing is written),
-1 when a file cannot be written.
+exit status: 0 on success; 2 on any error (bad arguments or input, a file that
+cannot be read or written), reported on one line, with nothing written.
 """
 
 
@@ -173,21 +174,21 @@ def parse_csv(text: str, source: str) -> np.ndarray:
 
 def to_binaryproto(h: np.ndarray) -> bytes:
     """The serialized BlobProto (shape 1 x 1 x C x C) that infogain_loss_param.source reads."""
-    import caffe.io
-
-    return caffe.io.array_to_blobproto(h.reshape(1, 1, *h.shape)).SerializeToString()
+    blob = load_caffe_pb2().BlobProto()
+    blob.shape.dim.extend((1, 1, *h.shape))
+    blob.data.extend(h.astype(np.float32).ravel().tolist())
+    return blob.SerializeToString()
 
 
 def read_binaryproto(path: Path) -> np.ndarray:
-    """H back from a binaryproto, as C x C (round trip through Caffe's BlobProto)."""
-    import caffe.io
-    from caffe.proto import caffe_pb2
-
-    blob = caffe_pb2.BlobProto()
-    blob.ParseFromString(path.read_bytes())
-    array = caffe.io.blobproto_to_array(blob)
-    side = int(round(np.sqrt(array.size)))
-    return array.reshape(side, side)
+    """H back from a binaryproto, as C x C (what Caffe's BlobProto holds, shape or legacy 4-D)."""
+    blob = load_caffe_pb2().BlobProto()
+    blob.ParseFromString(read_bytes(path))
+    values = np.asarray(blob.data or blob.double_data, dtype=np.float64)
+    side = int(round(np.sqrt(values.size)))
+    if side * side != values.size:
+        raise ToolError(f"{path}: {values.size} values are not a square C x C matrix")
+    return values.reshape(side, side)
 
 
 def format_matrix(h: np.ndarray) -> str:
@@ -197,20 +198,14 @@ def format_matrix(h: np.ndarray) -> str:
 
 def plot_png(h: np.ndarray, title: str) -> bytes:
     """A heat map of H as PNG bytes (Agg canvas, no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5, 4.2), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure(5, 4.2)
     axes = figure.add_subplot()
     image = axes.imshow(h, cmap="viridis")
     figure.colorbar(image, ax=axes)
     axes.set_xlabel("predicted class c")
     axes.set_ylabel("label l")
     axes.set_title(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(figure)
 
 
 # --------------------------------------------------------------------------
@@ -222,11 +217,11 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="write H here (the file infogain_loss_param.source reads)")
     parser.add_argument("--print", dest="print_matrix", action="store_true", help="print H")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="write a heat map of H")
-    parser.add_argument("--classes", type=int, metavar="C", help="check that H is C x C")
+    parser.add_argument("--classes", type=positive_int("--classes"), metavar="C", help="check that H is C x C")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG, description=__doc__,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="source", required=True, metavar="{counts,cost,matrix,identity}")
@@ -279,8 +274,7 @@ def run(args: argparse.Namespace, stdout: TextIO) -> int:
         outputs.append((args.output, to_binaryproto(h)))
     if args.plot is not None:
         outputs.append((args.plot, plot_png(h, f"infogain H ({args.source})")))
-    for path, data in outputs:  # everything is built before the first write
-        atomic_write(path, data)
+    write_all(outputs)  # everything is built before the first write
     if args.print_matrix:
         print(format_matrix(h), file=stdout)
     for path, _ in outputs:

@@ -18,6 +18,10 @@ weights; each vector is normalised implicitly) and ``log p`` is used as the
 logits: zero-probability classes get log p = -inf without a divide-by-zero
 warning, and are never drawn.
 
+From the command line (one index per vector on stdout, or an .npy with -o)::
+
+    python -m caffe_temperature.sampling logits.npy --T 0.7 --seed 0 -o draws.npy
+
 Example::
 
     >>> import numpy as np
@@ -30,14 +34,25 @@ Example::
 
 from __future__ import annotations
 
+import argparse
+import io
 import math
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["sample"]
+from caffe_temperature._cli import (
+    ArgumentParser, ToolError, finite_number, load_array, report_errors, same_file, write_all)
 
-RandomLike = np.random.Generator | int | None
+__all__ = ["sample", "main"]
+
+PROG = "python -m caffe_temperature.sampling"
+INPUT_KEYS = ("logits", "probs", "scores", "x")
+
+RandomLike = np.random.Generator | np.random.BitGenerator | np.random.SeedSequence | int | None
 
 
 def check_temperature(temperature: float) -> float:
@@ -52,12 +67,13 @@ def check_temperature(temperature: float) -> float:
 
 
 def as_generator(rng: RandomLike) -> np.random.Generator:
-    """A numpy Generator: the one given, one seeded with an int, or a fresh one for None."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
+    """np.random.default_rng(rng): the Generator given, one seeded with an int, or a fresh one for None."""
+    if isinstance(rng, (str, bytes, float)):  # default_rng would read a str as a sequence of seeds
+        raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+    try:
         return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+    except TypeError as err:
+        raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}") from err
 
 
 def log_probs(probs: np.ndarray) -> np.ndarray:
@@ -137,3 +153,55 @@ def sample(
     if temperature == 0.0:
         return np.asarray(np.argmax(scores, axis=-1))
     return np.asarray(gumbel_argmax(scores, temperature, generator))
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description="Draw one class index per softmax vector from softmax(z / T).",
+                            epilog="exit status: 0 on success; 2 on any error (bad arguments or input, a file that "
+                                   "cannot be read or written), reported on one line, with nothing written.")
+    parser.add_argument("input", type=Path, metavar="LOGITS",
+                        help=f"logits (or probabilities) as .npy, .npz or HDF5 (array {', '.join(INPUT_KEYS)} "
+                             "or the only one)")
+    parser.add_argument("--T", dest="temperature", type=finite_number("T", zero=True), required=True,
+                        help="temperature, finite and >= 0 (0: argmax)")
+    parser.add_argument("--axis", type=int, default=-1, help="the class axis (default -1)")
+    parser.add_argument("--from-probs", action="store_true", help="the input holds probabilities, not logits")
+    parser.add_argument("--seed", type=int, help="seed of the draws (default: fresh entropy)")
+    parser.add_argument("-o", "--output", type=Path, metavar="OUT.npy",
+                        help="write the indices as .npy (default: one per line on stdout)")
+    return parser
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def run(args: argparse.Namespace, stdout: TextIO) -> int:
+    values = load_array(args.input, INPUT_KEYS, "logits")
+    try:
+        draws = sample(values, args.temperature, rng=args.seed, axis=args.axis, from_probs=args.from_probs)
+    except (TypeError, ValueError) as err:
+        raise ToolError(f"{args.input}: {err}") from None
+    if args.output is not None:
+        write_all([(args.output, npy_bytes(draws))])
+    else:
+        stdout.write("".join(f"{index}\n" for index in draws.ravel()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if same_file(args.output, args.input):
+        parser.error("-o names the input file; write the draws to a new file")
+    return report_errors(PROG, lambda: run(args, sys.stdout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

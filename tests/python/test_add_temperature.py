@@ -13,6 +13,8 @@ from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
 from caffe_temperature import add_temperature as tool
+from caffe_temperature import _cli
+from caffe_temperature._cli import ToolError
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data" / "add_temperature"
@@ -294,7 +296,7 @@ def test_bad_temperature(capsys, simple, value):
         tool.main([str(simple), f"--T={value}"])
     assert exit_info.value.code == 2
     assert "T must be" in capsys.readouterr().err
-    with pytest.raises(tool.ToolError):
+    with pytest.raises(ToolError):
         tool.add_temperature(parse(SIMPLE), float(value) if value not in ("", "abc") else -1.0)
 
 
@@ -344,16 +346,16 @@ def test_write_failure_leaves_no_file(capsys, simple, tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tool.os, "replace", failing_replace)
+    monkeypatch.setattr(_cli.os, "replace", failing_replace)
     code, _, err = run_main(capsys, simple, "--T", "4", "-o", out_file)
-    assert code == 1 and "cannot write" in err
+    assert code == 2 and "cannot write" in err
     assert out_file.read_text() == "old contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy.prototxt", "out.prototxt"]
 
 
-def test_unwritable_directory_is_exit_1(capsys, simple, tmp_path):
+def test_unwritable_directory_is_exit_2(capsys, simple, tmp_path):
     code, _, err = run_main(capsys, simple, "--T", "4", "-o", tmp_path / "missing" / "out.prototxt")
-    assert code == 1 and "cannot write" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "cannot write" in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_input_is_exit_2(capsys, tmp_path):

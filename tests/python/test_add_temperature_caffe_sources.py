@@ -12,6 +12,8 @@ from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
 from caffe_temperature import add_temperature as tool
+from caffe_temperature import prototxt
+from caffe_temperature._cli import ToolError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,8 +24,8 @@ def net_prototxts(root: Path) -> list[Path]:
 
 
 def load(path: Path) -> caffe_pb2.NetParameter:
-    net = tool.parse_net(path.read_text(), str(path))
-    return tool.upgrade_legacy(net, str(path)) if tool.is_legacy(net) else net
+    net = prototxt.parse_net(path.read_text(), str(path))
+    return prototxt.upgrade_legacy(net, str(path)) if prototxt.is_legacy(net) else net
 
 
 def test_every_shipped_net(caffe_source_dir):
@@ -34,14 +36,14 @@ def test_every_shipped_net(caffe_source_dir):
         net = load(path)
         softmaxes = [layer.name for layer in net.layer if layer.type == "Softmax"]
         if not softmaxes:
-            with pytest.raises(tool.ToolError) as error:
+            with pytest.raises(ToolError) as error:
                 tool.add_temperature(net, 40.0, source=str(path))
             if any(tool.is_loss(layer) for layer in net.layer):
                 assert "temperature belongs in the deploy net" in str(error.value), path
             continue
         result = tool.add_temperature(net, 40.0, source=str(path)).net
         rewritten += 1
-        assert text_format.Parse(tool.render(result), caffe_pb2.NetParameter()) == result, path
+        assert text_format.Parse(prototxt.render(result), caffe_pb2.NetParameter()) == result, path
         by_name = {layer.name: layer for layer in net.layer}
         for index, layer in enumerate(result.layer):
             if layer.type == "Softmax":
@@ -67,7 +69,7 @@ def test_shipped_deploy_nets_load_and_compute(caffe_source_dir, make_net, relati
     for blobs in original.params.values():
         for blob in blobs:
             blob.data[...] = rng.normal(scale=0.3, size=blob.data.shape)
-    net = make_net(tool.render(tool.add_temperature(load(caffe_source_dir / relative), 40.0).net))
+    net = make_net(prototxt.render(tool.add_temperature(load(caffe_source_dir / relative), 40.0).net))
     for name, blobs in original.params.items():
         for target, source in zip(net.params[name], blobs):
             target.data[...] = source.data

@@ -10,6 +10,7 @@ from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
 from caffe_temperature import add_temperature as tool
+from caffe_temperature import prototxt
 
 DATA = Path(__file__).resolve().parent / "data" / "add_temperature"
 TEMPERATURES = [0.5, 1.0, 3.0, 40.0]
@@ -25,9 +26,9 @@ def softmax(x: np.ndarray, temperature: float, axis: int) -> np.ndarray:
 def rewrite(text: str, temperature: float, *, fused: bool = False) -> str:
     net = caffe_pb2.NetParameter()
     text_format.Parse(text, net)
-    if tool.is_legacy(net):
-        net = tool.upgrade_legacy(net, "<test>")
-    return tool.render(tool.add_temperature(net, temperature, fused=fused).net)
+    if prototxt.is_legacy(net):
+        net = prototxt.upgrade_legacy(net, "<test>")
+    return prototxt.render(tool.add_temperature(net, temperature, fused=fused).net)
 
 
 CLASSIFIER = """

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from caffe.proto import caffe_pb2
 from caffe_temperature import add_temperature as tool
+from caffe_temperature import prototxt
+from caffe_temperature._cli import ToolError
 
 # Few names, so that generated names often collide with the ones the tool would pick.
 NAMES = ["prob", "prob_temperature", "prob_temperature_1", "sm", "sm_temperature", "fc", "x", "loss"]
@@ -107,7 +109,7 @@ def softmax_names(net: caffe_pb2.NetParameter) -> list[str]:
 def check_rewrite(original: caffe_pb2.NetParameter, result: caffe_pb2.NetParameter,
                   temperature: float, targets: set[str]) -> None:
     # parses back with caffe_pb2 to the same message
-    assert text_format.Parse(tool.render(result), caffe_pb2.NetParameter()) == result
+    assert text_format.Parse(prototxt.render(result), caffe_pb2.NetParameter()) == result
     beta = float(np.float32(1.0 / temperature))
     known = {layer.name for layer in original.layer}
     inserted = [layer for layer in result.layer if layer.name not in known]
@@ -138,7 +140,7 @@ def check_rewrite(original: caffe_pb2.NetParameter, result: caffe_pb2.NetParamet
 def test_rewrite_properties(net, temperature, data):
     names = softmax_names(net)
     if not names:
-        with pytest.raises(tool.ToolError):
+        with pytest.raises(ToolError):
             tool.add_temperature(net, temperature)
         return
     chosen = data.draw(st.one_of(st.just([]), st.lists(st.sampled_from(names), min_size=1, unique=True)))

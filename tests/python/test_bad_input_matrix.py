@@ -1,4 +1,4 @@
-"""The bad-input matrix (README "Bad input"): every layer and the prototxt tool.
+"""The bad-input matrix (docs/robustness.md): every layer and the prototxt tool.
 
 Layer errors are glog FATALs that abort the process, so every net that is
 expected to fail runs in a Python of its own (conftest.run_net_forked). The
@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+from caffe_temperature import _cli
 from caffe_temperature import add_temperature as tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,7 +139,7 @@ H_FILES: dict[str, tuple[np.ndarray, str]] = {
     "h_wrong_size": (np.eye(C - 1, dtype=np.float32), "must be C x C = 25 values"),
     "h_empty": (np.zeros((0, 0), dtype=np.float32), "holds no values"),
     "h_nan": (nan_h(), r"H\[1, 3\] = nan"),
-    # An entry that no position reads stops the net all the same (SPEC: H with a non-finite entry).
+    # An entry that no position reads stops the net all the same (docs/spec.md: H with a non-finite entry).
     "h_unused_row_nan": (unused_row_h(np.nan), r"H\[4, 1\] = nan"),
     "h_unused_row_inf": (unused_row_h(np.inf), r"H\[4, 1\] = inf"),
     "h_unused_row_minus_inf": (unused_row_h(-np.inf), r"H\[4, 1\] = -inf"),
@@ -553,7 +554,7 @@ def test_tool_unwritable_output(capsys: pytest.CaptureFixture[str], deploy: Path
     directory = tmp_path / "no" / "such" if where == "missing_directory" else read_only_directory(tmp_path)
     out = directory / "out.prototxt"
     code, err = run_tool(capsys, deploy, "--T", "4", "-o", out)
-    assert_one_line_error(code, err, 1, "cannot write", str(out))
+    assert_one_line_error(code, err, 2, "cannot write", str(out))
     assert not out.exists()
 
 
@@ -571,10 +572,10 @@ def test_tool_disk_full_keeps_the_old_file(capsys: pytest.CaptureFixture[str], d
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(tool.os, "fsync", full)
+    monkeypatch.setattr(_cli.os, "fsync", full)
     argv = ["-o", out] if mode == "-o" else ["--in-place"]
     code, err = run_tool(capsys, deploy, "--T", "4", *argv)
-    assert_one_line_error(code, err, 1, "cannot write", "No space left on device")
+    assert_one_line_error(code, err, 2, "cannot write", "No space left on device")
     assert out.read_text() == OLD_OUTPUT and deploy.read_text() == DEPLOY
     assert leftovers(tmp_path) == []
 
@@ -590,7 +591,7 @@ def test_tool_file_size_limit_in_a_real_process(deploy: Path, tmp_path: Path) ->
 
     result = subprocess.run([sys.executable, str(SCRIPT), str(deploy), "--T", "4", "-o", str(out)],
                             capture_output=True, text=True, timeout=60, preexec_fn=limit)
-    assert_one_line_error(result.returncode, result.stderr, 1, "cannot write", "File too large")
+    assert_one_line_error(result.returncode, result.stderr, 2, "cannot write", "File too large")
     assert out.read_text() == OLD_OUTPUT
     assert leftovers(tmp_path) == []
 
@@ -623,9 +624,9 @@ def test_tool_interrupted_mid_write(capsys: pytest.CaptureFixture[str], deploy: 
                 self.handle.write(data[: len(data) // 2])  # half of it is on its way to the disk
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(tool.os, "fdopen", lambda fd, mode: Interrupted(real_fdopen(fd, mode)))
+        monkeypatch.setattr(_cli.os, "fdopen", lambda fd, mode: Interrupted(real_fdopen(fd, mode)))
     else:
-        monkeypatch.setattr(tool.os, stage, interrupt)
+        monkeypatch.setattr(_cli.os, stage, interrupt)
     argv = ["-o", out] if mode == "-o" else ["--in-place"]
     with pytest.raises(KeyboardInterrupt):
         tool.main([str(a) for a in [deploy, "--T", "4", *argv]])
@@ -637,4 +638,4 @@ def test_tool_stdout_on_a_full_device(deploy: Path) -> None:
     with open("/dev/full", "w") as full:
         result = subprocess.run([sys.executable, str(SCRIPT), str(deploy), "--T", "4"],
                                 stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
-    assert_one_line_error(result.returncode, result.stderr, 1, "No space left on device")
+    assert_one_line_error(result.returncode, result.stderr, 2, "No space left on device")

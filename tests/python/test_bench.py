@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from caffe_temperature import bench
+from caffe_temperature._cli import ToolError
+from caffe_temperature.bench import candidates, cli, report, timing
+from caffe_temperature.prototxt import render
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESULT_KEYS = {
@@ -19,7 +22,7 @@ RESULT_KEYS = {
 
 
 def distillation_net(make_net, layers: str, student: np.ndarray, teacher: np.ndarray):
-    net = make_net(bench.distillation_net(student.shape, layers))
+    net = make_net(render(candidates.distillation_net(student.shape, layers)))
     net.blobs["student"].data[...] = student
     net.blobs["teacher"].data[...] = teacher
     net.forward()
@@ -30,11 +33,11 @@ def distillation_net(make_net, layers: str, student: np.ndarray, teacher: np.nda
 @pytest.mark.parametrize("shape", [(16, 10), (3, 5, 4, 6)])
 @pytest.mark.parametrize("temperature", [1.0, 4.0, 40.0])
 def test_stock_distillation_composition_equals_layer(make_net, shape, temperature):
-    student, teacher = bench.distillation_data(shape)
+    student, teacher = candidates.distillation_data(shape)
     positions = student.size // shape[1]
     stock, ours = (
         distillation_net(make_net, c.layers, student, teacher)
-        for c in bench.distillation_candidates(1.0 / temperature, positions)
+        for c in candidates.distillation_candidates(1.0 / temperature, positions)
     )
     loss = float(ours.blobs["loss"].data.flat[0])
     assert loss > 0
@@ -52,7 +55,7 @@ def test_tiny_run_writes_json_and_png(tmp_path: Path, capsys):
     report = json.loads(out.read_text())
     assert set(report) == {"settings", "results"}
     results = report["results"]
-    assert {r["group"] for r in results} == set(bench.LAYER_GROUPS)
+    assert {r["group"] for r in results} == set(candidates.LAYER_GROUPS)
     assert {r["shape"] for r in results} == {"8x10", "2x3x4x5"}
     for r in results:
         assert set(r) == RESULT_KEYS
@@ -60,49 +63,85 @@ def test_tiny_run_writes_json_and_png(tmp_path: Path, capsys):
         assert r["repeats"] == 2
     for shape in ("8x10", "2x3x4x5"):
         values = {r["candidate"]: r["value"] for r in results if r["group"] == "distillation" and r["shape"] == shape}
-        assert values[bench.DISTILLATION_BASELINE] == pytest.approx(values[bench.DISTILLATION_LAYER], rel=1e-4)
+        assert values[candidates.DISTILLATION_BASELINE] == pytest.approx(values[candidates.DISTILLATION_LAYER],
+                                                                         rel=1e-4)
     assert png.read_bytes().startswith(PNG_SIGNATURE)
     assert "SoftmaxWithDistillationLoss" in capsys.readouterr().out
 
 
 def test_infogain_skipped_where_h_is_too_big():
-    assert bench.skip_reason("infogain", (2, bench.MAX_INFOGAIN_CHANNELS + 1)) is not None
-    assert bench.skip_reason("distillation", (2, 32000)) is None
+    assert candidates.skip_reason("infogain", (2, candidates.MAX_INFOGAIN_CHANNELS + 1)) is not None
+    assert candidates.skip_reason("distillation", (2, 32000)) is None
 
 
 def test_big_shapes_get_fewer_repeats():
-    assert bench.repeats_for((64, 10), 25) == 25
-    assert bench.repeats_for((1024, 32000), 25) == 3
-    assert bench.repeats_for((1024, 32000), 2) == 2
+    assert timing.repeats_for((64, 10), 25) == 25
+    assert timing.repeats_for((1024, 32000), 25) == 3
+    assert timing.repeats_for((1024, 32000), 2) == 2
 
 
 def test_slope_of_linear_times_is_one():
     sizes = [1000, 4000, 16000]
-    assert bench.fit_slope(sizes, [2e-3 * n for n in sizes]) == pytest.approx(1.0)
+    assert report.fit_slope(sizes, [2e-3 * n for n in sizes]) == pytest.approx(1.0)
 
 
 def test_gpu_refused_on_cpu_only_caffe(caffe):
-    if bench.caffe_has_gpu():
+    if timing.caffe_has_gpu():
         pytest.skip("this Caffe has CUDA")
-    with pytest.raises(SystemExit, match="CPU-only"):
-        bench.load_caffe("gpu")
+    with pytest.raises(ToolError, match="CPU-only"):
+        timing.load_caffe("gpu")
 
 
 def test_traffic_counts_each_byte_that_must_move():
     n, c = 256, 1000
     elements = n * c
-    assert bench.traffic_bytes("softmax", (n, c)) == (4 * 2 * elements, 4 * 5 * elements)
-    assert bench.traffic_bytes("distillation", (n, c)) == (4 * 2 * elements, 4 * 5 * elements)
+    assert candidates.traffic_bytes("softmax", (n, c)) == (4 * 2 * elements, 4 * 5 * elements)
+    assert candidates.traffic_bytes("distillation", (n, c)) == (4 * 2 * elements, 4 * 5 * elements)
     # 256 labels pick at most 256 of H's 1000 rows; 4096 labels may pick all of them.
     rows = 256 * c
-    assert bench.traffic_bytes("infogain", (n, c)) == (
+    assert candidates.traffic_bytes("infogain", (n, c)) == (
         4 * (elements + n + rows), 4 * (3 * elements + 2 * n + 2 * rows))
-    assert bench.traffic_bytes("infogain", (4096, c))[0] == 4 * (4096 * c + 4096 + c * c)
+    assert candidates.traffic_bytes("infogain", (4096, c))[0] == 4 * (4096 * c + 4096 + c * c)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "abc"])
 def test_bad_temperature_is_a_usage_error(capsys, value):
     with pytest.raises(SystemExit) as exit_info:
-        bench.parse_args(["--T", value])
+        cli.parse_args(["--T", value])
     assert exit_info.value.code == 2
-    assert "T must be" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines() == [f"{cli.PROG}: error: argument --T: T must be "
+                                                   + ("a number" if value == "abc" else "finite and > 0")
+                                                   + f", got {value!r}"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeat", "0"], "--repeat must be >= 1"),
+    (["--threads", "x"], "--threads must be an integer"),
+    (["--shapes", "8"], "needs at least two positive dimensions"),
+    (["--shapes", "8x10", "--json", "/nonexistent/dir/bench.json"], "cannot write /nonexistent/dir/bench.json"),
+])
+def test_bad_arguments_and_unwritable_outputs_are_one_line_errors(caffe, capsys, tmp_path, argv, message):
+    code = call_exit_code(lambda: bench.main(argv))
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and message in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def call_exit_code(job) -> int:
+    try:
+        return job()
+    except SystemExit as stop:
+        return int(stop.code)
+
+
+def test_json_is_written_atomically_after_the_run(tmp_path: Path, monkeypatch, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("old\n")
+
+    def interrupted(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("caffe_temperature._cli.os.replace", interrupted)
+    assert bench.main(["--shapes", "4x5", "--repeat", "1", "--layers", "softmax", "--json", str(out)]) == 2
+    assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
+    assert "No space left on device" in capsys.readouterr().err

@@ -56,11 +56,11 @@ class _NoProgress:
 def test_training_with_the_layer_lowers_the_distillation_loss(caffe, tmp_path: Path) -> None:
     data = distill_digits.load_digits(split_seed=0, train_size=300)
     teacher = distill_digits.train_teacher(
-        data, distill_digits.TrainConfig(300, 64, 0.05, seed=1), tmp_path, _NoProgress())
+        caffe, data, distill_digits.TrainConfig(300, 64, 0.05, seed=1), tmp_path, _NoProgress())
     assert distill_digits.accuracy(teacher[1], data.y_test) > 0.85
     config = distill_digits.TrainConfig(200, 64, 0.05, seed=0)
     distilled, hard_only = (
-        distill_digits.train_student(data, teacher, temperature, 0.7, 4.0, config,
+        distill_digits.train_student(caffe, data, teacher, temperature, 0.7, 4.0, config,
                                      tmp_path, _NoProgress())
         for temperature in (4.0, None))
     assert distilled.distill_loss_after < 0.5 * distilled.distill_loss_before
@@ -68,16 +68,29 @@ def test_training_with_the_layer_lowers_the_distillation_loss(caffe, tmp_path: P
     assert distilled.distill_loss_after < hard_only.distill_loss_after
 
 
-def test_main_shortened(caffe, capsys: pytest.CaptureFixture[str]) -> None:
-    results = distill_digits.main(["--quiet", "--seeds", "2", "--temperatures", "2",
-                                   "--iters", "50", "--teacher-iters", "100"])
-    assert len(results) == 4
-    assert {r.temperature for r in results} == {None, 2.0}
+def test_main_shortened(caffe, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    assert distill_digits.main(["--quiet", "--seeds", "2", "--temperatures", "2", "--iters", "50",
+                                "--teacher-iters", "100", "--workdir", str(workdir)]) == 0
     out = capsys.readouterr().out
-    assert "hard labels only" in out and "distilled T=2" in out
+    assert "4 students" in out and "hard labels only" in out and "distilled T=2" in out
+    assert (workdir / "teacher_logits.npz").is_file()
 
 
-@pytest.mark.parametrize("bad", [["--temperatures", "0"], ["--soft-weight", "1.5"]])
-def test_bad_arguments_exit(bad: list[str]) -> None:
-    with pytest.raises(SystemExit):
-        distill_digits.parse_args(bad)
+@pytest.mark.parametrize("bad, message", [
+    (["--temperatures", "0"], "temperatures must be finite and > 0"),
+    (["--soft-weight", "1.5"], "--soft-weight must be in (0, 1]"),
+    (["--seeds", "two"], "--seeds must be an integer"),
+    (["--lr", "nan"], "--lr must be finite and > 0"),
+    (["--train-size", "5"], "--train-size 5 of 1797 digits"),
+    (["--workdir", "/proc/distill_digits"], "cannot make --workdir /proc/distill_digits"),
+])
+def test_bad_arguments_are_one_line_errors(caffe, capsys: pytest.CaptureFixture[str], bad: list[str],
+                                           message: str) -> None:
+    try:
+        code = distill_digits.main(["--quiet", "--seeds", "1", "--iters", "1", "--teacher-iters", "1", *bad])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.splitlines() == [f"{distill_digits.PROG}: error: {err.split('error: ', 1)[1].strip()}"]
+    assert message in err and "Traceback" not in err, err

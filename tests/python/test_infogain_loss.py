@@ -59,7 +59,7 @@ layer {{ name: "loss" type: "{layer_type}" bottom: "{scores}" bottom: "label" {h
 def reference(
     x: np.ndarray, label: np.ndarray, h: np.ndarray, mode: str, axis: int = 1
 ) -> tuple[float, np.ndarray]:
-    """SPEC.md's loss and gradient (top diff 1), in float64."""
+    """docs/spec.md's loss and gradient (top diff 1), in float64."""
     x = np.moveaxis(x.astype(np.float64), axis, -1)
     z = x - x.max(axis=-1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from caffe_temperature import infogain
-from caffe_temperature.add_temperature import ToolError
+from caffe_temperature._cli import ToolError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

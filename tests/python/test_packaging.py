@@ -96,6 +96,7 @@ def test_installed_package_loads_the_plugin_next_to_it(build_dir, tmp_path):
     assert result.stdout.splitlines()[0] == str(site / "caffe_temperature" / "libcaffe_temperature.so")
     assert "TemperatureSoftmax" in result.stdout
     assert (tmp_path / "lib" / "cmake" / "CaffeTemperature" / "CaffeTemperatureConfig.cmake").is_file()
+    assert (site / "caffe_temperature" / "prototxt" / "deploy_example.prototxt").is_file()
 
 
 def test_configures_against_a_caffe_build_tree(tmp_path):
@@ -129,3 +130,23 @@ def test_native_upgrades_a_v1_net(caffe):
     assert upgraded
     assert [(layer.type, layer.name) for layer in net.layer] == [("Input", "input"), ("Softmax", "prob")]
     assert not net.layers and not net.input
+
+
+def test_import_without_pycaffe_loads_nothing_and_says_why():
+    """The pure tools need no Caffe: the import succeeds, the plugin's entry points explain."""
+    result = run_python("""
+import sys
+import caffe_temperature as ct
+assert "caffe" not in sys.modules and not ct.plugin_available()
+for attempt in (ct.layer_types, ct.load_plugin, lambda: exec("from caffe_temperature import _native")):
+    try:
+        attempt()
+    except ct.PluginLoadError as err:
+        print(err)
+from caffe_temperature import sample
+print(sample([0.0, 50.0], T=1.0))
+""", {"PYTHONPATH": str(REPO / "python")})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and lines[-1] == "1"
+    assert all("pycaffe cannot be imported" in line and "PYTHONPATH" in line for line in lines[:3])

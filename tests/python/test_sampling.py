@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,37 @@ def test_bad_axis_and_rng_are_refused() -> None:
         sample(np.zeros((2, 3)), 1.0, axis=2)
     with pytest.raises(TypeError, match="rng must be"):
         sample(LOGITS, 1.0, rng="seed")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# python -m caffe_temperature.sampling
+
+
+def test_command_line_prints_one_index_per_vector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from caffe_temperature import sampling
+
+    logits = np.array([[0.0, 5.0, 1.0], [9.0, 0.0, 0.0]])
+    np.save(tmp_path / "logits.npy", logits)
+    assert sampling.main([str(tmp_path / "logits.npy"), "--T", "0"]) == 0
+    assert capsys.readouterr().out == "1\n0\n"
+
+
+def test_command_line_writes_npy_like_the_function(tmp_path: Path) -> None:
+    from caffe_temperature import sampling
+
+    probs = np.random.default_rng(3).dirichlet(np.ones(5), size=(4, 6))
+    np.savez(tmp_path / "p.npz", probs=probs)
+    out = tmp_path / "draws.npy"
+    argv = [str(tmp_path / "p.npz"), "--T", "1.5", "--from-probs", "--axis", "-1", "--seed", "4", "-o", str(out)]
+    assert sampling.main(argv) == 0
+    np.testing.assert_array_equal(np.load(out), sample(probs, 1.5, rng=4, from_probs=True))
+
+
+def test_command_line_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from caffe_temperature import sampling
+
+    np.save(tmp_path / "nan.npy", np.array([[np.nan, 1.0]]))
+    out = tmp_path / "draws.npy"
+    assert sampling.main([str(tmp_path / "nan.npy"), "--T", "1", "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"{sampling.PROG}: error: {tmp_path / 'nan.npy'}: logits must not be NaN\n"
+    assert not out.exists()

@@ -1,0 +1,35 @@
+"""Benchmark the plugin's layers against stock Caffe, measured in the same run.
+
+    python -m caffe_temperature.bench [--shapes 256x1000 8x21x128x128] [--T 40]
+                                      [--layers softmax infogain distillation]
+                                      [--json FILE] [--plot FILE.png]
+    python -m caffe_temperature.bench --scaling softmax --plot scaling.png
+
+Each candidate is a small pycaffe net (inputs -> layers under test) timed on the
+same data: the median of repeated runs of forward, and of forward + backward.
+The candidates of one layer group take turns (interleaved repeats), so that load
+from other processes falls on all of them alike; compare the ratios, which come
+from one run, rather than absolute times. Large shapes get fewer repeats.
+
+* softmax: speed-ups against stock Scale(1/T) + Softmax. PyTorch's
+  softmax(x / T) is added for reference when torch is installed.
+* infogain: loss layers on the same scores and labels (softmax over axis 1),
+  speed-ups against stock InfogainLoss (which takes scores and runs its own
+  Softmax), with H read from infogain_loss_param.source (summed once, at
+  setup) and with H as a third bottom (summed in every pass); stock
+  SoftmaxWithLoss and PyTorch's cross_entropy for reference. Skipped for
+  C > 4096, where H (C x C) alone would take gigabytes.
+* distillation: SoftmaxWithDistillationLoss against the stock composition that
+  computes the same T^2 * KL(p || q): Scale(1/T) + Softmax + Log on teacher and
+  student, Eltwise (log p - log q, then p * that) and Reduction (SUM, coeff
+  T^2 / positions); PyTorch's kl_div and cross_entropy (soft targets) for reference.
+
+GB/s is an effective bandwidth: the bytes that any implementation must move
+(see traffic_bytes) divided by the median time.
+"""
+
+from __future__ import annotations
+
+from caffe_temperature.bench.cli import main
+
+__all__ = ["main"]

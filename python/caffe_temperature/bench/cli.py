@@ -1,0 +1,95 @@
+"""python -m caffe_temperature.bench: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from caffe_temperature._cli import (
+    ArgumentParser, check_writable, positive_int, positive_number, report_errors, write_all)
+from caffe_temperature.bench import report, timing
+from caffe_temperature.bench.candidates import LAYER_GROUPS, Settings
+
+PROG = "python -m caffe_temperature.bench"
+DEFAULT_SHAPES = [(64, 10), (256, 1000), (1024, 32000), (8, 21, 128, 128)]
+SCALING_CHANNELS = 1000
+SCALING_BATCHES = [2**k for k in range(5, 14)]  # 32x1000 .. 8192x1000 (32 MB per blob)
+EPILOG = """\
+exit status: 0 on success; 2 on any error (bad arguments, no pycaffe, an output
+that cannot be written), reported on one line, with nothing written.
+"""
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {text!r} is not like 256x1000") from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"shape {text!r} needs at least two positive dimensions")
+    return shape
+
+
+def build_parser() -> ArgumentParser:
+    from caffe_temperature import bench
+
+    parser = ArgumentParser(prog=PROG, description=bench.__doc__, epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_shapes = " ".join(map(timing.shape_label, DEFAULT_SHAPES))
+    parser.add_argument("--shapes", nargs="+", type=parse_shape, default=DEFAULT_SHAPES,
+                        help=f"blob shapes, softmax over axis 1 (default: {default_shapes})")
+    parser.add_argument("--T", dest="temperature", type=positive_number("T"), default=40.0,
+                        help="temperature (default 40)")
+    parser.add_argument("--repeat", type=positive_int("--repeat"), default=25,
+                        help=f"timed runs per figure, fewer above {timing.FULL_REPEAT_ELEMENTS} elements (default 25)")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=1,
+                        help="BLAS (and PyTorch) threads (default 1)")
+    parser.add_argument("--layers", nargs="+", choices=LAYER_GROUPS, default=list(LAYER_GROUPS),
+                        help="layer groups to time (default: all)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="cpu (default) or gpu (needs a CUDA build of Caffe)")
+    parser.add_argument("--scaling", choices=LAYER_GROUPS, metavar="GROUP",
+                        help=f"instead of --shapes/--layers: time GROUP on N x {SCALING_CHANNELS} for N = "
+                        f"{SCALING_BATCHES[0]}..{SCALING_BATCHES[-1]} and print the fitted slope of time vs N*C")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--plot", type=Path, help="also plot time vs N*C, log-log, to this PNG file")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in (args.json, args.plot):  # before minutes of timing, not after
+        if path is not None:
+            check_writable(path)
+    timing.set_blas_threads(args.threads)
+    settings = Settings(args.temperature, args.repeat, args.threads, args.device)
+    if args.scaling:
+        shapes, groups = [(n, SCALING_CHANNELS) for n in SCALING_BATCHES], [args.scaling]
+    else:
+        shapes, groups = args.shapes, args.layers
+    results, notes = timing.run_all(shapes, groups, settings)
+    report.print_table(results, notes, sys.stdout)
+    scaling = None
+    if args.scaling:
+        slopes = report.scaling_slopes(results)
+        report.print_slopes(args.scaling, slopes, sys.stdout)
+        scaling = {"group": args.scaling, "slopes": slopes}
+    outputs = []
+    if args.json:
+        outputs.append((args.json, report.json_document(settings, results, scaling)))
+    if args.plot:
+        title = f"scaling: {args.scaling}" if args.scaling else "caffe-temperature bench"
+        outputs.append((args.plot, report.plot_png(
+            results, f"{title} (T={args.temperature:g}, {args.device}, {args.threads} thread)")))
+    write_all(outputs)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report_errors(PROG, lambda: run(args))
