@@ -97,6 +97,82 @@ struct BackwardWithBetaGradientOp {
   }
 };
 
+// inner == 1, C <= kCols * 32: one warp per row with the row held in
+// registers, kCols values per lane (channels lane, lane + 32, ...), so that
+// x is read once, y written once and exp taken once per element (the
+// per-vector ForwardOp reads x three times and takes exp twice). Lanes past
+// the row hold -inf, which adds exp(-inf) = 0 to the sum.
+template <typename Dtype, int kCols>
+__global__ void CachedRowForwardKernel(const SoftmaxShape s, const Dtype* x,
+                                       const BetaView<Dtype> beta, Dtype* y,
+                                       Dtype* log_y) {
+  const int64_t row = GlobalThread() / kWarpSize;
+  if (row >= s.outer) return;  // whole warps leave together
+  const int lane = threadIdx.x % kWarpSize;
+  const int64_t offset = row * s.channels;
+  Dtype z[kCols];
+  Dtype m = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const int c = lane + j * kWarpSize;
+    z[j] = c < s.channels ? x[offset + c] : Dtype(-INFINITY);
+    m = MaxOp()(m, z[j]);
+  }
+  m = WarpAllReduce(m, MaxOp());
+  const Dtype b = beta.data[row * beta.outer_stride];
+  Dtype sum = 0;
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    z[j] = b * (z[j] - m);
+    // Without log y, z becomes exp(z) right away: the only exp.
+    if (!log_y) z[j] = Exp(z[j]);
+    sum += log_y ? Exp(z[j]) : z[j];
+  }
+  sum = WarpAllReduce(sum, SumOp());
+  const Dtype log_sum = Log(sum), inv_sum = Dtype(1) / sum;
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const int c = lane + j * kWarpSize;
+    if (c >= s.channels) continue;
+    if (!log_y) {
+      y[offset + c] = z[j] * inv_sum;
+      continue;
+    }
+    log_y[offset + c] = z[j] - log_sum;
+    if (y) y[offset + c] = Exp(z[j] - log_sum);
+  }
+}
+
+// Launches the cached kernel with the fewest registers per lane that hold
+// the row: kCols = 1, 2, 4, ..., 32 (C up to 1024).
+template <typename Dtype, int kCols = 1>
+void LaunchCachedRowForward(const SoftmaxShape& s, const Dtype* x,
+                            const BetaView<Dtype>& beta, Dtype* y,
+                            Dtype* log_y) {
+  if constexpr (kCols < kMaxWarpRowChannels / kWarpSize) {
+    if (s.channels > kCols * kWarpSize) {
+      LaunchCachedRowForward<Dtype, 2 * kCols>(s, x, beta, y, log_y);
+      return;
+    }
+  }
+  Launch(CachedRowForwardKernel<Dtype, kCols>,
+         BlocksFor(static_cast<int64_t>(s.outer) * kWarpSize), kThreads, s, x,
+         beta, y, log_y);
+}
+
+// The forward entry points: rows that fit in a warp's registers take the
+// cached kernel, the rest (inner > 1, or C > 1024) the per-vector dispatch.
+template <typename Dtype>
+void LaunchForward(const SoftmaxShape& s, const Dtype* x,
+                   const BetaView<Dtype>& beta, Dtype* y, Dtype* log_y) {
+  if (s.inner == 1 && s.channels <= kMaxWarpRowChannels) {
+    LaunchCachedRowForward(s, x, beta, y, log_y);
+    return;
+  }
+  const ForwardOp<Dtype> op = {x, beta, y, log_y};
+  LaunchPerVector<Dtype>(s, op);
+}
+
 // A row of a rows x cols matrix is a vector of cols channels with inner = 1.
 template <typename Dtype>
 struct RowSumOp {
@@ -142,15 +218,13 @@ struct IsNonFinite {
 template <typename Dtype>
 void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                        const BetaView<Dtype>& beta, Dtype* y) {
-  const ForwardOp<Dtype> op = {x, beta, y, NULL};
-  LaunchPerVector<Dtype>(shape, op);
+  LaunchForward(shape, x, beta, y, static_cast<Dtype*>(NULL));
 }
 
 template <typename Dtype>
 void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                           const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
-  const ForwardOp<Dtype> op = {x, beta, y, log_y};
-  LaunchPerVector<Dtype>(shape, op);
+  LaunchForward(shape, x, beta, y, log_y);
 }
 
 template <typename Dtype>

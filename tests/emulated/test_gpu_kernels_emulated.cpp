@@ -150,13 +150,16 @@ std::string Describe(const SoftmaxShape& s) {
   return out.str();
 }
 
-// Reaches every path of the dispatch (cuda/per_vector.cuh): a warp per row
+// Reaches every path of the dispatch (cuda/per_vector.cuh, and the
+// register-cached forward of cuda/softmax_kernels.cu): a warp per row
 // (C <= 1024, inner = 1), a block per row (C > 1024, inner = 1), a thread per
 // position (inner > 1, axis 0 as outer = 1), several blocks of each with
 // the last one partly idle, and no position at all.
 std::vector<SoftmaxShape> Shapes() {
   std::vector<SoftmaxShape> shapes;
-  for (int c : {1, 31, 32, 33, 1000, 1024, 1025, 5000, 40000}) {
+  // 100, 200 and 500 with 1, 31, 33 and 1000 give the register-cached
+  // forward every row width it has (1, 2, 4, 8, 16 and 32 values per lane).
+  for (int c : {1, 31, 32, 33, 100, 200, 500, 1000, 1024, 1025, 5000, 40000}) {
     shapes.push_back({c <= 1024 ? 19 : (c <= 5000 ? 5 : 2), c, 1});
     shapes.push_back({2, c, c <= 1024 ? 7 : 3});
   }
