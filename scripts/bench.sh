@@ -2,7 +2,7 @@
 # The benchmark: set-up (idempotent), PyTorch for the reference rows, then
 # python -m caffe_temperature.bench with the table on stdout and the JSON and
 # PNG plot in build/bench/ (extra arguments go to the benchmark).
-#   scripts/bench.sh [--threads 1] [--shapes 256x1000 8x21x128x128] [--layers softmax]
+#   scripts/bench.sh [--threads 1 [2 ...]] [--shapes 256x1000 8x21x128x128] [--layers softmax]
 # Environment:
 #   CAFFE_TEMPERATURE_NO_TORCH=1  skip installing PyTorch (about 3 GB with its CUDA
 #                                 wheels from PyPI); its rows are then left out

@@ -1,10 +1,14 @@
 // Built with -ffast-math -fopenmp-simd (see CMakeLists.txt): `#pragma omp simd`
-// loops then call glibc's vector exp/log (libmvec). Each public entry point is
-// compiled once per instruction set and picked at load time, so a build made
-// on one machine still runs on an older one.
+// loops then call glibc's vector exp/log (libmvec). The work of each public
+// entry point is compiled once per instruction set and picked at load time, so
+// a build made on one machine still runs on an older one; the entry points
+// themselves split that work between OpenMP threads (parallel.hpp), outside
+// the clones, whose bodies are then vectorised for each clone's ISA.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
 
 namespace caffe_temperature {
@@ -88,11 +92,12 @@ CT_INLINE void StripExpSum(const Dtype* x, int channels, int inner, int w,
 }
 
 template <typename Dtype>
-CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, const Dtype* x,
-                                  const BetaView<Dtype>& beta, Dtype* y) {
+CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, int begin, int end,
+                                  const Dtype* x, const BetaView<Dtype>& beta,
+                                  Dtype* y) {
   const int C = s.channels, inner = s.inner;
   if (inner == 1) {
-    for (int o = 0; o < s.outer; ++o) {
+    for (int o = begin; o < end; ++o) {
       const Dtype* xo = x + o * C;
       Dtype* yo = y + o * C;
       const Dtype inv =
@@ -103,31 +108,32 @@ CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, const Dtype* x,
     return;
   }
   alignas(64) Dtype m[kStrip], b[kStrip], sum[kStrip];
-  for (int o = 0; o < s.outer; ++o) {
-    for (int i0 = 0; i0 < inner; i0 += kStrip) {
-      const int w = std::min(kStrip, inner - i0);
-      const Dtype* xs = x + o * C * inner + i0;
-      Dtype* ys = y + o * C * inner + i0;
-      StripMax(xs, C, inner, w, m);
-      StripBeta(beta, o, i0, w, b);
-      StripExpSum(xs, C, inner, w, b, m, ys, sum);
-      for (int i = 0; i < w; ++i) sum[i] = Dtype(1) / sum[i];
-      for (int c = 0; c < C; ++c) {
-        Dtype* yc = ys + c * inner;
+  for (int t = begin; t < end; ++t) {
+    int o, i0;
+    StripOf(t, inner, kStrip, &o, &i0);
+    const int w = std::min(kStrip, inner - i0);
+    const Dtype* xs = x + o * C * inner + i0;
+    Dtype* ys = y + o * C * inner + i0;
+    StripMax(xs, C, inner, w, m);
+    StripBeta(beta, o, i0, w, b);
+    StripExpSum(xs, C, inner, w, b, m, ys, sum);
+    for (int i = 0; i < w; ++i) sum[i] = Dtype(1) / sum[i];
+    for (int c = 0; c < C; ++c) {
+      Dtype* yc = ys + c * inner;
 #pragma omp simd
-        for (int i = 0; i < w; ++i) yc[i] *= sum[i];
-      }
+      for (int i = 0; i < w; ++i) yc[i] *= sum[i];
     }
   }
 }
 
 template <typename Dtype>
-CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, const Dtype* x,
+CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, int begin,
+                                     int end, const Dtype* x,
                                      const BetaView<Dtype>& beta, Dtype* log_y,
                                      Dtype* y) {
   const int C = s.channels, inner = s.inner;
   if (inner == 1) {
-    for (int o = 0; o < s.outer; ++o) {
+    for (int o = begin; o < end; ++o) {
       const Dtype* xo = x + o * C;
       Dtype* lo = log_y + o * C;
       Dtype* yo = y ? y + o * C : NULL;
@@ -144,43 +150,43 @@ CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, const Dtype* x,
     return;
   }
   alignas(64) Dtype m[kStrip], b[kStrip], sum[kStrip], log_sum[kStrip];
-  for (int o = 0; o < s.outer; ++o) {
-    for (int i0 = 0; i0 < inner; i0 += kStrip) {
-      const int w = std::min(kStrip, inner - i0);
-      const int offset = o * C * inner + i0;
-      const Dtype* xs = x + offset;
-      Dtype* ls = log_y + offset;
-      Dtype* ys = y ? y + offset : NULL;
-      StripMax(xs, C, inner, w, m);
-      StripBeta(beta, o, i0, w, b);
-      StripExpSum(xs, C, inner, w, b, m, ys, sum);
+  for (int t = begin; t < end; ++t) {
+    int o, i0;
+    StripOf(t, inner, kStrip, &o, &i0);
+    const int w = std::min(kStrip, inner - i0);
+    const int offset = o * C * inner + i0;
+    const Dtype* xs = x + offset;
+    Dtype* ls = log_y + offset;
+    Dtype* ys = y ? y + offset : NULL;
+    StripMax(xs, C, inner, w, m);
+    StripBeta(beta, o, i0, w, b);
+    StripExpSum(xs, C, inner, w, b, m, ys, sum);
 #pragma omp simd
-      for (int i = 0; i < w; ++i) {
-        log_sum[i] = std::log(sum[i]);
-        sum[i] = Dtype(1) / sum[i];
-      }
-      for (int c = 0; c < C; ++c) {
-        const Dtype* xc = xs + c * inner;
-        Dtype* lc = ls + c * inner;
+    for (int i = 0; i < w; ++i) {
+      log_sum[i] = std::log(sum[i]);
+      sum[i] = Dtype(1) / sum[i];
+    }
+    for (int c = 0; c < C; ++c) {
+      const Dtype* xc = xs + c * inner;
+      Dtype* lc = ls + c * inner;
 #pragma omp simd
-        for (int i = 0; i < w; ++i) lc[i] = b[i] * (xc[i] - m[i]) - log_sum[i];
-        if (ys) {
-          Dtype* yc = ys + c * inner;
+      for (int i = 0; i < w; ++i) lc[i] = b[i] * (xc[i] - m[i]) - log_sum[i];
+      if (ys) {
+        Dtype* yc = ys + c * inner;
 #pragma omp simd
-          for (int i = 0; i < w; ++i) yc[i] *= sum[i];
-        }
+        for (int i = 0; i < w; ++i) yc[i] *= sum[i];
       }
     }
   }
 }
 
 template <typename Dtype>
-CT_INLINE void SoftmaxBackwardImpl(const SoftmaxShape& s, const Dtype* y,
-                                   const Dtype* dy,
+CT_INLINE void SoftmaxBackwardImpl(const SoftmaxShape& s, int begin, int end,
+                                   const Dtype* y, const Dtype* dy,
                                    const BetaView<Dtype>& beta, Dtype* dx) {
   const int C = s.channels, inner = s.inner;
   if (inner == 1) {
-    for (int o = 0; o < s.outer; ++o) {
+    for (int o = begin; o < end; ++o) {
       const Dtype* yo = y + o * C;
       const Dtype* dyo = dy + o * C;
       Dtype* dxo = dx + o * C;
@@ -194,40 +200,40 @@ CT_INLINE void SoftmaxBackwardImpl(const SoftmaxShape& s, const Dtype* y,
     return;
   }
   alignas(64) Dtype b[kStrip], dot[kStrip];
-  for (int o = 0; o < s.outer; ++o) {
-    for (int i0 = 0; i0 < inner; i0 += kStrip) {
-      const int w = std::min(kStrip, inner - i0);
-      const int offset = o * C * inner + i0;
-      StripBeta(beta, o, i0, w, b);
-      std::fill(dot, dot + w, Dtype(0));
-      for (int c = 0; c < C; ++c) {
-        const Dtype* yc = y + offset + c * inner;
-        const Dtype* dyc = dy + offset + c * inner;
+  for (int t = begin; t < end; ++t) {
+    int o, i0;
+    StripOf(t, inner, kStrip, &o, &i0);
+    const int w = std::min(kStrip, inner - i0);
+    const int offset = o * C * inner + i0;
+    StripBeta(beta, o, i0, w, b);
+    std::fill(dot, dot + w, Dtype(0));
+    for (int c = 0; c < C; ++c) {
+      const Dtype* yc = y + offset + c * inner;
+      const Dtype* dyc = dy + offset + c * inner;
 #pragma omp simd
-        for (int i = 0; i < w; ++i) dot[i] += dyc[i] * yc[i];
-      }
-      for (int c = 0; c < C; ++c) {
-        const Dtype* yc = y + offset + c * inner;
-        const Dtype* dyc = dy + offset + c * inner;
-        Dtype* dxc = dx + offset + c * inner;
+      for (int i = 0; i < w; ++i) dot[i] += dyc[i] * yc[i];
+    }
+    for (int c = 0; c < C; ++c) {
+      const Dtype* yc = y + offset + c * inner;
+      const Dtype* dyc = dy + offset + c * inner;
+      Dtype* dxc = dx + offset + c * inner;
 #pragma omp simd
-        for (int i = 0; i < w; ++i) dxc[i] = b[i] * yc[i] * (dyc[i] - dot[i]);
-      }
+      for (int i = 0; i < w; ++i) dxc[i] = b[i] * yc[i] * (dyc[i] - dot[i]);
     }
   }
 }
 
 template <typename Dtype>
-CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, const Dtype* x,
-                                       const Dtype* y, const Dtype* dy,
-                                       Dtype* g) {
+CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, int begin,
+                                       int end, const Dtype* x, const Dtype* y,
+                                       const Dtype* dy, Dtype* g) {
   const int C = s.channels, inner = s.inner;
   // With d = x - m: sum_c dy_c y_c (d_c - E_y[d]) equals
   // sum_c dy_c y_c d_c - (sum_c dy_c y_c) E_y[d] for any shift m. Shifting by
   // the max keeps the two terms from cancelling at the size of |x| (large
   // logits, or one y_c close to 1).
   if (inner == 1) {
-    for (int o = 0; o < s.outer; ++o) {
+    for (int o = begin; o < end; ++o) {
       const Dtype* xo = x + o * C;
       const Dtype* yo = y + o * C;
       const Dtype* dyo = dy + o * C;
@@ -245,30 +251,30 @@ CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, const Dtype* x,
     return;
   }
   alignas(64) Dtype m[kStrip], mean[kStrip], dot[kStrip], dot_d[kStrip];
-  for (int o = 0; o < s.outer; ++o) {
-    for (int i0 = 0; i0 < inner; i0 += kStrip) {
-      const int w = std::min(kStrip, inner - i0);
-      const int offset = o * C * inner + i0;
-      StripMax(x + offset, C, inner, w, m);
-      std::fill(mean, mean + w, Dtype(0));
-      std::fill(dot, dot + w, Dtype(0));
-      std::fill(dot_d, dot_d + w, Dtype(0));
-      for (int c = 0; c < C; ++c) {
-        const Dtype* xc = x + offset + c * inner;
-        const Dtype* yc = y + offset + c * inner;
-        const Dtype* dyc = dy + offset + c * inner;
+  for (int t = begin; t < end; ++t) {
+    int o, i0;
+    StripOf(t, inner, kStrip, &o, &i0);
+    const int w = std::min(kStrip, inner - i0);
+    const int offset = o * C * inner + i0;
+    StripMax(x + offset, C, inner, w, m);
+    std::fill(mean, mean + w, Dtype(0));
+    std::fill(dot, dot + w, Dtype(0));
+    std::fill(dot_d, dot_d + w, Dtype(0));
+    for (int c = 0; c < C; ++c) {
+      const Dtype* xc = x + offset + c * inner;
+      const Dtype* yc = y + offset + c * inner;
+      const Dtype* dyc = dy + offset + c * inner;
 #pragma omp simd
-        for (int i = 0; i < w; ++i) {
-          const Dtype d = xc[i] - m[i];
-          mean[i] += yc[i] * d;
-          dot[i] += dyc[i] * yc[i];
-          dot_d[i] += dyc[i] * yc[i] * d;
-        }
+      for (int i = 0; i < w; ++i) {
+        const Dtype d = xc[i] - m[i];
+        mean[i] += yc[i] * d;
+        dot[i] += dyc[i] * yc[i];
+        dot_d[i] += dyc[i] * yc[i] * d;
       }
-      Dtype* go = g + o * inner + i0;
-#pragma omp simd
-      for (int i = 0; i < w; ++i) go[i] = dot_d[i] - dot[i] * mean[i];
     }
+    Dtype* go = g + o * inner + i0;
+#pragma omp simd
+    for (int i = 0; i < w; ++i) go[i] = dot_d[i] - dot[i] * mean[i];
   }
 }
 
@@ -323,16 +329,20 @@ CT_INLINE Dtype InfiniteTermWeight(Dtype h, Dtype m, Dtype x) {
   return m - x >= GapCap<Dtype>() ? h : Dtype(0);
 }
 
+// Writes each item's loss to item_loss[item] (the caller sums them in order,
+// whatever the thread count) and widens extremes[0] and extremes[1] to the
+// largest and smallest InfiniteTermWeight met (> 0 and < 0 mark +inf and
+// -inf).
 template <typename Dtype>
-CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
-                                        const int* label_rows, const Dtype* H,
-                                        const Dtype* sum_rows_H, Dtype* prob,
-                                        bool* plus_inf, bool* minus_inf) {
+CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
+                                       int end, const Dtype* x,
+                                       const int* label_rows, const Dtype* H,
+                                       const Dtype* sum_rows_H, Dtype* prob,
+                                       Dtype* item_loss, Dtype* extremes) {
   const int C = s.channels, inner = s.inner;
-  // The extremes of InfiniteTermWeight: > 0 and < 0 mark +inf and -inf.
-  Dtype loss = 0, most = 0, least = 0;
+  Dtype most = extremes[0], least = extremes[1];
   if (inner == 1) {
-    for (int o = 0; o < s.outer; ++o) {
+    for (int o = begin; o < end; ++o) {
       const Dtype* xo = x + o * C;
       Dtype* po = prob + o * C;
       const Dtype m = RowMax(xo, C);
@@ -341,6 +351,7 @@ CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
 #pragma omp simd
       for (int c = 0; c < C; ++c) po[c] *= inv;
       const int row = label_rows[o];
+      item_loss[o] = 0;
       if (row < 0) continue;
       const Dtype* h = H + row;
       Dtype dot = 0;
@@ -352,66 +363,65 @@ CT_INLINE Dtype InfogainLossForwardImpl(const SoftmaxShape& s, const Dtype* x,
         most = std::max(most, weight);
         least = std::min(least, weight);
       }
-      loss += sum_rows_H[row / C] * std::log(sum) + dot;
+      item_loss[o] = sum_rows_H[row / C] * std::log(sum) + dot;
     }
-    *plus_inf = most > 0;
-    *minus_inf = least < 0;
-    return loss;
+    extremes[0] = most;
+    extremes[1] = least;
+    return;
   }
   alignas(64) Dtype m[kLossStrip], ones[kLossStrip], sum[kLossStrip],
       dot[kLossStrip], weight[kLossStrip], row_sum[kLossStrip];
   alignas(64) int rows[kLossStrip];
   std::fill(ones, ones + kLossStrip, Dtype(1));
-  for (int o = 0; o < s.outer; ++o) {
-    for (int i0 = 0; i0 < inner; i0 += kLossStrip) {
-      const int w = std::min(kLossStrip, inner - i0);
-      const Dtype* xs = x + o * C * inner + i0;
-      Dtype* ps = prob + o * C * inner + i0;
-      StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
-                     weight, row_sum);
-      StripMax(xs, C, inner, w, m);
-      StripExpSum(xs, C, inner, w, ones, m, ps, sum);
-      Dtype strip_loss = 0;
+  for (int t = begin; t < end; ++t) {
+    int o, i0;
+    StripOf(t, inner, kLossStrip, &o, &i0);
+    const int w = std::min(kLossStrip, inner - i0);
+    const Dtype* xs = x + o * C * inner + i0;
+    Dtype* ps = prob + o * C * inner + i0;
+    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
+                   weight, row_sum);
+    StripMax(xs, C, inner, w, m);
+    StripExpSum(xs, C, inner, w, ones, m, ps, sum);
+    Dtype strip_loss = 0;
 #pragma omp simd reduction(+ : strip_loss)
-      for (int i = 0; i < w; ++i) {
-        strip_loss += row_sum[i] * std::log(sum[i]);
-        sum[i] = Dtype(1) / sum[i];
-      }
-      std::fill(dot, dot + w, Dtype(0));
-      for (int c = 0; c < C; ++c) {
-        const Dtype* xc = xs + c * inner;
-        const Dtype* hc = H + c;
-        Dtype* pc = ps + c * inner;
-#pragma omp simd reduction(max : most) reduction(min : least)
-        for (int i = 0; i < w; ++i) {
-          pc[i] *= sum[i];
-          dot[i] += hc[rows[i]] * GapToMax(m[i], xc[i]);
-          // weight 0: an ignored position has no infinite term.
-          const Dtype infinite =
-              InfiniteTermWeight(weight[i] * hc[rows[i]], m[i], xc[i]);
-          most = std::max(most, infinite);
-          least = std::min(least, infinite);
-        }
-      }
-#pragma omp simd reduction(+ : strip_loss)
-      for (int i = 0; i < w; ++i) strip_loss += weight[i] * dot[i];
-      loss += strip_loss;
+    for (int i = 0; i < w; ++i) {
+      strip_loss += row_sum[i] * std::log(sum[i]);
+      sum[i] = Dtype(1) / sum[i];
     }
+    std::fill(dot, dot + w, Dtype(0));
+    for (int c = 0; c < C; ++c) {
+      const Dtype* xc = xs + c * inner;
+      const Dtype* hc = H + c;
+      Dtype* pc = ps + c * inner;
+#pragma omp simd reduction(max : most) reduction(min : least)
+      for (int i = 0; i < w; ++i) {
+        pc[i] *= sum[i];
+        dot[i] += hc[rows[i]] * GapToMax(m[i], xc[i]);
+        // weight 0: an ignored position has no infinite term.
+        const Dtype infinite =
+            InfiniteTermWeight(weight[i] * hc[rows[i]], m[i], xc[i]);
+        most = std::max(most, infinite);
+        least = std::min(least, infinite);
+      }
+    }
+#pragma omp simd reduction(+ : strip_loss)
+    for (int i = 0; i < w; ++i) strip_loss += weight[i] * dot[i];
+    item_loss[t] = strip_loss;
   }
-  *plus_inf = most > 0;
-  *minus_inf = least < 0;
-  return loss;
+  extremes[0] = most;
+  extremes[1] = least;
 }
 
 template <typename Dtype>
-CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s,
-                                        const Dtype* prob,
+CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
+                                        int end, const Dtype* prob,
                                         const int* label_rows, const Dtype* H,
                                         const Dtype* sum_rows_H, Dtype scale,
                                         Dtype* dx) {
   const int C = s.channels, inner = s.inner;
   if (inner == 1) {
-    for (int o = 0; o < s.outer; ++o) {
+    for (int o = begin; o < end; ++o) {
       const Dtype* po = prob + o * C;
       Dtype* dxo = dx + o * C;
       const int row = label_rows[o];
@@ -428,25 +438,25 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s,
   }
   alignas(64) Dtype weight[kLossStrip], row_sum[kLossStrip];
   alignas(64) int rows[kLossStrip];
-  for (int o = 0; o < s.outer; ++o) {
-    for (int i0 = 0; i0 < inner; i0 += kLossStrip) {
-      const int w = std::min(kLossStrip, inner - i0);
-      const int offset = o * C * inner + i0;
-      StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
-                     weight, row_sum);
+  for (int t = begin; t < end; ++t) {
+    int o, i0;
+    StripOf(t, inner, kLossStrip, &o, &i0);
+    const int w = std::min(kLossStrip, inner - i0);
+    const int offset = o * C * inner + i0;
+    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
+                   weight, row_sum);
 #pragma omp simd
-      for (int i = 0; i < w; ++i) row_sum[i] *= scale;
-      for (int c = 0; c < C; ++c) {
-        const Dtype* pc = prob + offset + c * inner;
-        const Dtype* hc = H + c;
-        Dtype* dxc = dx + offset + c * inner;
+    for (int i = 0; i < w; ++i) row_sum[i] *= scale;
+    for (int c = 0; c < C; ++c) {
+      const Dtype* pc = prob + offset + c * inner;
+      const Dtype* hc = H + c;
+      Dtype* dxc = dx + offset + c * inner;
 #pragma omp simd
-        for (int i = 0; i < w; ++i) {
-          // Selected, not multiplied by a zero weight: the NaN probabilities
-          // of an ignored position must not reach its gradient.
-          dxc[i] = weight[i] != 0 ? row_sum[i] * pc[i] - scale * hc[rows[i]]
-                                  : Dtype(0);
-        }
+      for (int i = 0; i < w; ++i) {
+        // Selected, not multiplied by a zero weight: the NaN probabilities
+        // of an ignored position must not reach its gradient.
+        dxc[i] = weight[i] != 0 ? row_sum[i] * pc[i] - scale * hc[rows[i]]
+                                : Dtype(0);
       }
     }
   }
@@ -454,42 +464,49 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s,
 
 // One target_clones wrapper per entry point and type: the always-inline
 // bodies above are compiled into each clone with that clone's vector ISA.
+// Each runs the work items [begin, end); the OpenMP loops that split the items
+// between threads stay outside the clones (in the entry points below).
 #define CT_DEFINE_CLONES(Dtype)                                               \
-  CT_CLONES void SoftmaxForwardClone(const SoftmaxShape& s, const Dtype* x,   \
+  CT_CLONES void SoftmaxForwardClone(const SoftmaxShape& s, int begin,        \
+                                     int end, const Dtype* x,                 \
                                      const BetaView<Dtype>& beta, Dtype* y) { \
-    SoftmaxForwardImpl(s, x, beta, y);                                        \
+    SoftmaxForwardImpl(s, begin, end, x, beta, y);                            \
   }                                                                           \
-  CT_CLONES void LogSoftmaxForwardClone(const SoftmaxShape& s, const Dtype* x,\
+  CT_CLONES void LogSoftmaxForwardClone(const SoftmaxShape& s, int begin,     \
+                                        int end, const Dtype* x,              \
                                         const BetaView<Dtype>& beta,          \
                                         Dtype* log_y, Dtype* y) {             \
-    LogSoftmaxForwardImpl(s, x, beta, log_y, y);                              \
+    LogSoftmaxForwardImpl(s, begin, end, x, beta, log_y, y);                  \
   }                                                                           \
-  CT_CLONES void SoftmaxBackwardClone(const SoftmaxShape& s, const Dtype* y,  \
+  CT_CLONES void SoftmaxBackwardClone(const SoftmaxShape& s, int begin,       \
+                                      int end, const Dtype* y,                \
                                       const Dtype* dy,                        \
                                       const BetaView<Dtype>& beta,            \
                                       Dtype* dx) {                            \
-    SoftmaxBackwardImpl(s, y, dy, beta, dx);                                  \
+    SoftmaxBackwardImpl(s, begin, end, y, dy, beta, dx);                      \
   }                                                                           \
-  CT_CLONES void SoftmaxBetaGradientClone(const SoftmaxShape& s,              \
-                                          const Dtype* x, const Dtype* y,     \
-                                          const Dtype* dy, Dtype* g) {        \
-    SoftmaxBetaGradientImpl(s, x, y, dy, g);                                  \
+  CT_CLONES void SoftmaxBetaGradientClone(const SoftmaxShape& s, int begin,   \
+                                          int end, const Dtype* x,            \
+                                          const Dtype* y, const Dtype* dy,    \
+                                          Dtype* g) {                         \
+    SoftmaxBetaGradientImpl(s, begin, end, x, y, dy, g);                      \
   }                                                                           \
-  CT_CLONES Dtype InfogainLossForwardClone(const SoftmaxShape& s,             \
-                                           const Dtype* x, const int* rows,   \
-                                           const Dtype* H,                    \
-                                           const Dtype* sum_rows_H,           \
-                                           Dtype* prob, bool* plus_inf,       \
-                                           bool* minus_inf) {                 \
-    return InfogainLossForwardImpl(s, x, rows, H, sum_rows_H, prob, plus_inf, \
-                                   minus_inf);                                \
+  CT_CLONES void InfogainLossForwardClone(const SoftmaxShape& s, int begin,   \
+                                          int end, const Dtype* x,            \
+                                          const int* rows, const Dtype* H,    \
+                                          const Dtype* sum_rows_H,            \
+                                          Dtype* prob, Dtype* item_loss,      \
+                                          Dtype* extremes) {                  \
+    InfogainLossForwardImpl(s, begin, end, x, rows, H, sum_rows_H, prob,      \
+                            item_loss, extremes);                             \
   }                                                                           \
-  CT_CLONES void InfogainLossBackwardClone(const SoftmaxShape& s,             \
-                                           const Dtype* prob, const int* rows,\
-                                           const Dtype* H,                    \
+  CT_CLONES void InfogainLossBackwardClone(const SoftmaxShape& s, int begin,  \
+                                           int end, const Dtype* prob,        \
+                                           const int* rows, const Dtype* H,   \
                                            const Dtype* sum_rows_H,           \
                                            Dtype scale, Dtype* dx) {          \
-    InfogainLossBackwardImpl(s, prob, rows, H, sum_rows_H, scale, dx);        \
+    InfogainLossBackwardImpl(s, begin, end, prob, rows, H, sum_rows_H, scale, \
+                             dx);                                             \
   }
 
 CT_DEFINE_CLONES(float)
@@ -500,27 +517,41 @@ CT_DEFINE_CLONES(double)
 template <typename Dtype>
 void SoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                        const BetaView<Dtype>& beta, Dtype* y) {
-  SoftmaxForwardClone(shape, x, beta, y);
+  ParallelRanges(StripItems(shape.outer, shape.inner, kStrip), shape.count(),
+                 [&](int begin, int end) {
+                   SoftmaxForwardClone(shape, begin, end, x, beta, y);
+                 });
 }
 
 template <typename Dtype>
 void LogSoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                           const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
-  LogSoftmaxForwardClone(shape, x, beta, log_y, y);
+  ParallelRanges(StripItems(shape.outer, shape.inner, kStrip), shape.count(),
+                 [&](int begin, int end) {
+                   LogSoftmaxForwardClone(shape, begin, end, x, beta, log_y,
+                                          y);
+                 });
 }
 
 template <typename Dtype>
 void SoftmaxBackwardCPU(const SoftmaxShape& shape, const Dtype* y,
                         const Dtype* dy, const BetaView<Dtype>& beta,
                         Dtype* dx) {
-  SoftmaxBackwardClone(shape, y, dy, beta, dx);
+  ParallelRanges(StripItems(shape.outer, shape.inner, kStrip), shape.count(),
+                 [&](int begin, int end) {
+                   SoftmaxBackwardClone(shape, begin, end, y, dy, beta, dx);
+                 });
 }
 
 template <typename Dtype>
 void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
                             const Dtype* y, const Dtype* dy,
                             Dtype* position_grad) {
-  SoftmaxBetaGradientClone(shape, x, y, dy, position_grad);
+  ParallelRanges(StripItems(shape.outer, shape.inner, kStrip), shape.count(),
+                 [&](int begin, int end) {
+                   SoftmaxBetaGradientClone(shape, begin, end, x, y, dy,
+                                            position_grad);
+                 });
 }
 
 template <typename Dtype>
@@ -528,15 +559,38 @@ Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                              const int* label_rows, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype* prob,
                              bool* plus_inf, bool* minus_inf) {
-  return InfogainLossForwardClone(shape, x, label_rows, H, sum_rows_H, prob,
-                                  plus_inf, minus_inf);
+  const int items = StripItems(shape.outer, shape.inner, kLossStrip);
+  std::vector<Dtype> item_loss(items);
+  Dtype most = 0, least = 0;
+  ParallelRanges(items, shape.count(), [&](int begin, int end) {
+    Dtype extremes[2] = {0, 0};
+    InfogainLossForwardClone(shape, begin, end, x, label_rows, H, sum_rows_H,
+                             prob, item_loss.data(), extremes);
+    // Exact whatever the order in which the threads arrive.
+#pragma omp critical(caffe_temperature_infogain_extremes)
+    {
+      most = std::max(most, extremes[0]);
+      least = std::min(least, extremes[1]);
+    }
+  });
+  *plus_inf = most > 0;
+  *minus_inf = least < 0;
+  // In item order, on one thread: the same sum for any thread count.
+  Dtype loss = 0;
+  for (int t = 0; t < items; ++t) loss += item_loss[t];
+  return loss;
 }
 
 template <typename Dtype>
 void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                              const int* label_rows, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx) {
-  InfogainLossBackwardClone(shape, prob, label_rows, H, sum_rows_H, scale, dx);
+  ParallelRanges(StripItems(shape.outer, shape.inner, kLossStrip),
+                 shape.count(), [&](int begin, int end) {
+                   InfogainLossBackwardClone(shape, begin, end, prob,
+                                             label_rows, H, sum_rows_H, scale,
+                                             dx);
+                 });
 }
 
 #define CT_INSTANTIATE_KERNELS(Dtype)                                         \

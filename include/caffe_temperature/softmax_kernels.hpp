@@ -6,6 +6,9 @@
 // vector of `channels` values (stride `inner`) belongs to each (outer, inner)
 // position.
 //
+// Each splits its rows or strips of positions between OpenMP threads
+// (parallel.hpp); the results are the same bits for any thread count.
+//
 // Unless said otherwise, these functions live in a translation unit built
 // with -ffast-math (so that glibc's vector exp is used): they assume finite
 // inputs and do no checking. Callers validate beta before calling them.

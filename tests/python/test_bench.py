@@ -4,6 +4,7 @@ composition, which is only a fair baseline if it computes the same loss."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,12 @@ from caffe_temperature.prototxt import render
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESULT_KEYS = {
-    "group", "shape", "elements", "candidate", "baseline", "repeats", "forward_ms", "forward_backward_ms",
-    "forward_speedup", "forward_backward_speedup", "forward_gb_per_s", "forward_backward_gb_per_s", "value",
+    "group", "shape", "elements", "candidate", "baseline", "threads", "repeats", "calls_per_block", "forward_ms",
+    "forward_backward_ms", "forward_speedup", "forward_backward_speedup", "forward_gb_per_s",
+    "forward_backward_gb_per_s", "forward_vs_limit", "forward_backward_vs_limit", "value",
 }
+# Short blocks: the tests check the figures' structure, not their accuracy.
+FAST = ["--block-ms", "0.2"]
 
 
 def distillation_net(make_net, layers: str, student: np.ndarray, teacher: np.ndarray):
@@ -50,23 +54,100 @@ def test_stock_distillation_composition_equals_layer(make_net, shape, temperatur
 
 def test_tiny_run_writes_json_and_png(tmp_path: Path, capsys):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    argv = ["--shapes", "8x10", "2x3x4x5", "--repeat", "2", "--json", str(out), "--plot", str(png)]
+    argv = ["--shapes", "8x10", "2x3x4x5", "--repeat", "2", *FAST, "--json", str(out), "--plot", str(png)]
     assert bench.main(argv) == 0
     report = json.loads(out.read_text())
     assert set(report) == {"settings", "results"}
+    assert report["settings"]["threads"] == [1]
     results = report["results"]
     assert {r["group"] for r in results} == set(candidates.LAYER_GROUPS)
     assert {r["shape"] for r in results} == {"8x10", "2x3x4x5"}
     for r in results:
         assert set(r) == RESULT_KEYS
         assert r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 and r["forward_gb_per_s"] > 0
-        assert r["repeats"] == 2
+        assert r["repeats"] == 2 and r["calls_per_block"] >= 1 and r["threads"] == 1
     for shape in ("8x10", "2x3x4x5"):
         values = {r["candidate"]: r["value"] for r in results if r["group"] == "distillation" and r["shape"] == shape}
         assert values[candidates.DISTILLATION_BASELINE] == pytest.approx(values[candidates.DISTILLATION_LAYER],
                                                                          rel=1e-4)
     assert png.read_bytes().startswith(PNG_SIGNATURE)
     assert "SoftmaxWithDistillationLoss" in capsys.readouterr().out
+
+
+def test_each_group_has_a_limit_and_an_overhead_row_from_the_same_run(capsys):
+    results, _ = timing.run_all([(4, 6)], list(candidates.LAYER_GROUPS), settings(repeat=3))
+    for group in candidates.LAYER_GROUPS:
+        rows = {r.candidate: r for r in results if r.group == group}
+        limit, overhead = rows[timing.LIMIT_ROW], rows[timing.OVERHEAD_ROW]
+        assert limit.forward_ms > 0 and limit.forward_backward_ms > 0
+        assert overhead.forward_ms > 0 and overhead.forward_backward_ms > 0 and overhead.value is None
+        assert limit.forward_vs_limit == 1 and limit.forward_backward_vs_limit == 1
+        for r in rows.values():  # every figure as a multiple of this group's own limit row
+            assert r.forward_vs_limit == pytest.approx(r.forward_ms / limit.forward_ms)
+            assert r.forward_backward_vs_limit == pytest.approx(r.forward_backward_ms / limit.forward_backward_ms)
+            assert r.forward_speedup == pytest.approx(rows[r.baseline].forward_ms / r.forward_ms)
+    report.print_table(results, [], sys.stdout)
+    table = capsys.readouterr().out
+    assert timing.LIMIT_ROW in table and timing.OVERHEAD_ROW in table
+
+
+def settings(repeat: int) -> candidates.Settings:
+    return candidates.Settings(temperature=4.0, repeat=repeat, threads=1, device="cpu", block_ms=0.2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [1, 5, 6, 100])
+def test_limit_passes_are_a_softmax_of_each_block(dtype, block):
+    from caffe_temperature import _native
+
+    rng = np.random.default_rng(0)
+    x, dy = (rng.standard_normal((4, 6)).astype(dtype) * 5 for _ in range(2))
+    y, dx = np.empty_like(x), np.empty_like(x)
+    _native.limit_forward(x, y, block)
+    _native.limit_backward(y, dy, dx, block)
+    for start in range(0, x.size, block):
+        xb, dyb = x.flat[start:start + block], dy.flat[start:start + block]
+        e = np.exp(xb - xb.max())
+        yb = e / e.sum()
+        np.testing.assert_allclose(y.flat[start:start + block], yb, rtol=1e-5)
+        np.testing.assert_allclose(dx.flat[start:start + block], yb * (dyb - yb @ dyb), rtol=1e-4, atol=1e-6)
+
+
+def test_limit_refuses_what_it_would_not_write_in_place():
+    from caffe_temperature import _native
+
+    x = np.ones(6, np.float32)
+    with pytest.raises(TypeError):
+        _native.limit_forward(x, np.empty(6, np.float64), 6)  # no converted copy of the output
+    with pytest.raises(ValueError, match="same number"):
+        _native.limit_forward(x, np.empty(5, np.float32), 6)
+    with pytest.raises(ValueError, match="block"):
+        _native.limit_forward(x, np.empty(6, np.float32), 0)
+
+
+def test_runs_are_warmed_up_then_timed_in_blocks_that_take_turns():
+    order: list[str] = []
+    runs = [lambda: order.append("a"), lambda: order.append("b")]
+    timings = timing.median_ms(runs, 3, 1e-3)
+    assert all(t.ms > 0 and t.calls_per_block > 1 for t in timings)
+    timed = order[-3 * sum(t.calls_per_block for t in timings):]
+    a, b = (t.calls_per_block for t in timings)
+    assert timed[:a + b] == ["a"] * a + ["b"] * b and timed[-b:] == ["b"] * b
+
+
+def test_several_thread_counts_give_a_threads_plot(tmp_path: Path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "threads.png"
+    argv = ["--shapes", "4x5", "--repeat", "1", *FAST, "--layers", "softmax", "--threads", "1", "2",
+            "--json", str(out), "--plot", str(png)]
+    assert bench.main(argv) == 0
+    document = json.loads(out.read_text())
+    assert document["settings"]["threads"] == [1, 2]
+    counts = {}
+    for r in document["results"]:
+        counts.setdefault(r["candidate"], set()).add(r["threads"])
+    assert counts and all(threads == {1, 2} for threads in counts.values())
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    assert " 2 " in capsys.readouterr().out
 
 
 def test_infogain_skipped_where_h_is_too_big():
@@ -142,6 +223,6 @@ def test_json_is_written_atomically_after_the_run(tmp_path: Path, monkeypatch, c
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("caffe_temperature._cli.os.replace", interrupted)
-    assert bench.main(["--shapes", "4x5", "--repeat", "1", "--layers", "softmax", "--json", str(out)]) == 2
+    assert bench.main(["--shapes", "4x5", "--repeat", "1", *FAST, "--layers", "softmax", "--json", str(out)]) == 2
     assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
     assert "No space left on device" in capsys.readouterr().err

@@ -4,12 +4,21 @@
                                       [--layers softmax infogain distillation]
                                       [--json FILE] [--plot FILE.png]
     python -m caffe_temperature.bench --scaling softmax --plot scaling.png
+    python -m caffe_temperature.bench --threads 1 2 --plot threads.png
 
 Each candidate is a small pycaffe net (inputs -> layers under test) timed on the
-same data: the median of repeated runs of forward, and of forward + backward.
-The candidates of one layer group take turns (interleaved repeats), so that load
-from other processes falls on all of them alike; compare the ratios, which come
-from one run, rather than absolute times. Large shapes get fewer repeats.
+same data, forward and forward + backward: warmed up, then timed in blocks of
+calls (--block-ms each), the median per call over --repeat blocks. The blocks of
+one layer group's candidates take turns, so that load from other processes falls
+on all of them alike; compare the ratios, which come from one run, rather than
+absolute times. Large shapes get fewer blocks.
+
+Every group also times, in the same turns, pycaffe's own per-call overhead (a
+net of one Input layer: read small shapes net of it) and a LIMIT row: a max
+pass, one vector-exp pass and a scaling pass over the same values (backward: a
+dot and one pass writing dx) in the plugin's compiled code (_native), on as many
+threads; every figure also reads as a multiple of it. --threads sets the
+plugin's OpenMP threads, BLAS's and PyTorch's alike.
 
 * softmax: speed-ups against stock Scale(1/T) + Softmax. PyTorch's
   softmax(x / T) is added for reference when torch is installed.

@@ -42,9 +42,10 @@ class Candidate:
 @dataclass
 class Settings:
     temperature: float
-    repeat: int
+    repeat: int  # timed blocks per candidate
     threads: int
     device: str
+    block_ms: float  # target length of a block of calls
 
 
 @dataclass

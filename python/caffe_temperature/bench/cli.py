@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +12,7 @@ from caffe_temperature._cli import (
     ArgumentParser, check_writable, positive_int, positive_number, report_errors, write_all)
 from caffe_temperature.bench import report, timing
 from caffe_temperature.bench.candidates import LAYER_GROUPS, Settings
+from caffe_temperature.bench.timing import Result
 
 PROG = "python -m caffe_temperature.bench"
 DEFAULT_SHAPES = [(64, 10), (256, 1000), (1024, 32000), (8, 21, 128, 128)]
@@ -43,9 +45,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--T", dest="temperature", type=positive_number("T"), default=40.0,
                         help="temperature (default 40)")
     parser.add_argument("--repeat", type=positive_int("--repeat"), default=25,
-                        help=f"timed runs per figure, fewer above {timing.FULL_REPEAT_ELEMENTS} elements (default 25)")
-    parser.add_argument("--threads", type=positive_int("--threads"), default=1,
-                        help="BLAS (and PyTorch) threads (default 1)")
+                        help=f"timed blocks of calls per figure, fewer above {timing.FULL_REPEAT_ELEMENTS} elements "
+                        "(default 25)")
+    parser.add_argument("--block-ms", type=positive_number("--block-ms"), default=5.0,
+                        help="target length of a timed block of calls, in ms (default 5; at least one call)")
+    parser.add_argument("--threads", nargs="+", type=positive_int("--threads"), default=[1],
+                        help="threads of the plugin's kernels (OpenMP), BLAS and PyTorch alike (default 1); "
+                        "several counts time everything at each, and --plot then plots time against threads")
     parser.add_argument("--layers", nargs="+", choices=LAYER_GROUPS, default=list(LAYER_GROUPS),
                         help="layer groups to time (default: all)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
@@ -62,17 +68,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def run_threads(shapes: list[tuple[int, ...]], groups: list[str], settings: Settings,
+                thread_counts: list[int]) -> tuple[list[Result], list[str]]:
+    """Everything at each thread count in turn; the notes once."""
+    results: list[Result] = []
+    notes: list[str] = []
+    for threads in dict.fromkeys(thread_counts):
+        timing.set_native_threads(threads)
+        more, more_notes = timing.run_all(shapes, groups, dataclasses.replace(settings, threads=threads))
+        results.extend(more)
+        notes.extend(more_notes)
+    return results, list(dict.fromkeys(notes))
+
+
 def run(args: argparse.Namespace) -> int:
     for path in (args.json, args.plot):  # before minutes of timing, not after
         if path is not None:
             check_writable(path)
-    timing.set_blas_threads(args.threads)
-    settings = Settings(args.temperature, args.repeat, args.threads, args.device)
+    thread_counts = list(dict.fromkeys(args.threads))
+    settings = Settings(args.temperature, args.repeat, thread_counts[0], args.device, args.block_ms)
     if args.scaling:
         shapes, groups = [(n, SCALING_CHANNELS) for n in SCALING_BATCHES], [args.scaling]
     else:
         shapes, groups = args.shapes, args.layers
-    results, notes = timing.run_all(shapes, groups, settings)
+    results, notes = run_threads(shapes, groups, settings, thread_counts)
     report.print_table(results, notes, sys.stdout)
     scaling = None
     if args.scaling:
@@ -81,13 +100,21 @@ def run(args: argparse.Namespace) -> int:
         scaling = {"group": args.scaling, "slopes": slopes}
     outputs = []
     if args.json:
-        outputs.append((args.json, report.json_document(settings, results, scaling)))
+        outputs.append((args.json, report.json_document(settings, thread_counts, results, scaling)))
     if args.plot:
-        title = f"scaling: {args.scaling}" if args.scaling else "caffe-temperature bench"
-        outputs.append((args.plot, report.plot_png(
-            results, f"{title} (T={args.temperature:g}, {args.device}, {args.threads} thread)")))
+        outputs.append((args.plot, plot(args, thread_counts, results)))
     write_all(outputs)
     return 0
+
+
+def plot(args: argparse.Namespace, thread_counts: list[int], results: list[Result]) -> bytes:
+    """Time against threads where several counts ran, else time against size."""
+    threads = ", ".join(map(str, thread_counts))
+    title = f"scaling: {args.scaling}" if args.scaling else "caffe-temperature bench"
+    title = f"{title} (T={args.temperature:g}, {args.device}, {threads} thread)"
+    if len(thread_counts) > 1:
+        return report.plot_threads_png(results, title)
+    return report.plot_png(results, title)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib
 import math
 import os
 import statistics
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from caffe_temperature._cli import ToolError, load_pycaffe
+from caffe_temperature._cli import ToolError, load_pycaffe, one_line
 from caffe_temperature.bench import candidates as cand
 from caffe_temperature.bench import reference
 from caffe_temperature.bench.candidates import Candidate, Runs, Settings
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
 # Shapes up to this many elements get the full --repeat; larger ones get
 # proportionally fewer (at least 3), so that 1024x32000 takes seconds, not minutes.
 FULL_REPEAT_ELEMENTS = 1 << 21
+# A candidate is warmed up for this many blocks' time (at least one call).
+WARM_UP_BLOCKS = 4
+# The limit row's passes run over blocks of at most this many values (128 KB
+# of floats: a row of 32000 classes, in L2 across its passes, as in the layers).
+LIMIT_MAX_BLOCK = 32768
+LIMIT_ROW = "LIMIT: max + exp + scale passes (_native)"
+OVERHEAD_ROW = "pycaffe overhead (net of 1 Input layer)"
 
 
 @dataclass
@@ -36,14 +44,27 @@ class Result:
     elements: int
     candidate: str
     baseline: str
-    repeats: int
+    threads: int
+    repeats: int  # timed blocks
+    calls_per_block: int  # forward's; forward + backward's may be fewer
     forward_ms: float
     forward_backward_ms: float
     forward_speedup: float
     forward_backward_speedup: float
     forward_gb_per_s: float
     forward_backward_gb_per_s: float
+    # Time / the LIMIT row's time, same shape, same run (None on a GPU: the limit is the CPU's).
+    forward_vs_limit: Optional[float]
+    forward_backward_vs_limit: Optional[float]
     value: Optional[float]  # the loss, for loss layers: candidates must agree
+
+
+@dataclass
+class Timing:
+    """One candidate's figure: the median per-call time over its blocks."""
+
+    ms: float
+    calls_per_block: int
 
 
 def shape_label(shape: tuple[int, ...]) -> str:
@@ -55,18 +76,47 @@ def repeats_for(shape: tuple[int, ...], repeat: int) -> int:
     return max(min(repeat, 3), min(repeat, scaled))
 
 
-def median_ms(runs: list[Callable[[], object]], repeat: int) -> list[float]:
-    """The median time of each run. The runs take turns, so that load from
-    other processes, which drifts over seconds, falls on every candidate alike."""
-    for run in runs:
-        run()  # warm-up: first-touch allocations, lazy set-up
+def warm_up(run: Callable[[], object], seconds: float) -> float:
+    """Calls ``run`` for about ``seconds`` (at least once: first-touch
+    allocations, lazy set-up, caches, the allocator's steady state) and returns
+    its mean time per call after the first (the first's, if it took that long)."""
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
+    if first >= seconds:
+        return first
+    calls, start = 0, time.perf_counter()
+    while True:
+        run()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / calls
+
+
+def timed_block(run: Callable[[], object], calls: int) -> float:
+    """Seconds per call over ``calls`` calls in a row."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return (time.perf_counter() - start) / calls
+
+
+def median_ms(runs: list[Callable[[], object]], blocks: int, block_s: float) -> list[Timing]:
+    """The median per-call time of each run, over ``blocks`` blocks of calls.
+
+    Each run is warmed up, then timed in blocks of as many calls as fit in
+    about ``block_s`` (at least one): a block repeats the same call, so every
+    candidate is timed in its steady state (its data in cache as far as it fits,
+    its allocations reused), not cold after the others. The blocks of the
+    different runs take turns, so that load from other processes, which drifts
+    over seconds, falls on every candidate alike."""
+    calls = [max(1, int(block_s / max(warm_up(run, WARM_UP_BLOCKS * block_s), 1e-9))) for run in runs]
     times: list[list[float]] = [[] for _ in runs]
-    for _ in range(repeat):
-        for run, run_times in zip(runs, times):
-            start = time.perf_counter()
-            run()
-            run_times.append(time.perf_counter() - start)
-    return [1e3 * statistics.median(t) for t in times]
+    for _ in range(blocks):
+        for run, n, run_times in zip(runs, calls, times):
+            run_times.append(timed_block(run, n))
+    return [Timing(1e3 * statistics.median(t), n) for t, n in zip(times, calls)]
 
 
 def caffe_runs(caffe: ModuleType, candidate: Candidate, net: caffe_pb2.NetParameter,
@@ -83,6 +133,53 @@ def caffe_runs(caffe: ModuleType, candidate: Candidate, net: caffe_pb2.NetParame
         return float(built.blobs["loss"].data.flat[0]) if "loss" in built.blobs else None
 
     return Runs(candidate.name, candidate.baseline, built.forward, lambda: (built.forward(), built.backward()), value)
+
+
+def limit_block(shape: tuple[int, ...]) -> int:
+    """The limit's block: a softmax vector for N x C, else a sample, at most LIMIT_MAX_BLOCK."""
+    return min(math.prod(shape[1:]), LIMIT_MAX_BLOCK)
+
+
+def load_native() -> ModuleType:
+    """The plugin's _native module, which the LIMIT row runs; a ToolError without it."""
+    try:
+        import caffe_temperature
+
+        caffe_temperature.load_plugin()
+        return importlib.import_module("caffe_temperature._native")
+    except (ImportError, OSError) as err:
+        raise ToolError(f"the LIMIT row needs the plugin's compiled _native module, which cannot be loaded "
+                        f"({one_line(err) or type(err).__name__}); build it (cmake --build build --target "
+                        "_native) or install the plugin") from None
+
+
+def limit_runs(native: ModuleType, shape: tuple[int, ...], baseline: str) -> Runs:
+    """The LIMIT row: what any softmax over these values must do, in the plugin's
+    own compiled code (_native, built with the kernels' flags), on buffers allocated
+    once, as a net's blobs are.
+    Forward: a max pass, a vector-exp pass writing and summing, a scaling pass
+    (one exp, one read and one write pass per value); backward: the dot of y and
+    dy, and a pass writing dx. Loss layers do more (distillation: two exps)."""
+    x = cand.normal(0, shape, 10)
+    y, dy, dx = np.empty_like(x), cand.normal(1, shape, 1), np.empty_like(x)
+    block = limit_block(shape)
+
+    def forward() -> None:
+        native.limit_forward(x, y, block)
+
+    def forward_backward() -> None:
+        forward()
+        native.limit_backward(y, dy, dx, block)
+
+    return Runs(LIMIT_ROW, baseline, forward, forward_backward)
+
+
+def overhead_runs(caffe: ModuleType, shape: tuple[int, ...], baseline: str, workdir: Path) -> Runs:
+    """pycaffe's own cost per call: Net.forward and Net.backward of a net of one
+    Input layer, which computes nothing. Subtract it from the Caffe rows to read
+    small shapes net of it."""
+    candidate = Candidate(OVERHEAD_ROW, [], baseline)
+    return caffe_runs(caffe, candidate, cand.softmax_net(shape, []), {}, workdir)
 
 
 def softmax_group(caffe: ModuleType, torch: Optional[ModuleType], shape: tuple[int, ...], settings: Settings,
@@ -117,22 +214,32 @@ def distillation_group(caffe: ModuleType, torch: Optional[ModuleType], shape: tu
 GROUP_BUILDERS = {"softmax": softmax_group, "infogain": infogain_group, "distillation": distillation_group}
 
 
-def time_group(caffe: ModuleType, torch: Optional[ModuleType], group: str, shape: tuple[int, ...],
-               settings: Settings, workdir: Path) -> list[Result]:
-    """Times one group on one shape. Its nets are freed on return, so that only
-    one group's blobs (2.6 GB for the stock distillation at 1024x32000) are alive."""
+def time_group(caffe: ModuleType, torch: Optional[ModuleType], native: Optional[ModuleType], group: str,
+               shape: tuple[int, ...], settings: Settings, workdir: Path) -> list[Result]:
+    """Times one group on one shape, with the LIMIT row where ``native`` is given.
+    Its nets are freed on return, so that only one group's blobs (2.6 GB for the
+    stock distillation at 1024x32000) are alive."""
     runs = GROUP_BUILDERS[group](caffe, torch, shape, settings, workdir)
+    baseline = runs[0].baseline
+    runs.append(overhead_runs(caffe, shape, baseline, workdir))
+    if native is not None:
+        runs.append(limit_runs(native, shape, baseline))
     repeats = repeats_for(shape, settings.repeat)
-    forward = median_ms([r.forward for r in runs], repeats)
-    both = median_ms([r.forward_backward for r in runs], repeats)
+    block_s = settings.block_ms / 1e3
+    forward = median_ms([r.forward for r in runs], repeats, block_s)
+    both = median_ms([r.forward_backward for r in runs], repeats, block_s)
     values = [r.value() for r in runs]  # after a forward: the loss of these inputs
-    base = {r.name: (f, b) for r, f, b in zip(runs, forward, both)}
+    base = {r.name: (f.ms, b.ms) for r, f, b in zip(runs, forward, both)}
+    limit = base.get(LIMIT_ROW)
     fwd_bytes, both_bytes = cand.traffic_bytes(group, shape)
     return [
         Result(group=group, shape=shape_label(shape), elements=math.prod(shape), candidate=r.name,
-               baseline=r.baseline, repeats=repeats, forward_ms=f, forward_backward_ms=b,
-               forward_speedup=base[r.baseline][0] / f, forward_backward_speedup=base[r.baseline][1] / b,
-               forward_gb_per_s=fwd_bytes / (f * 1e6), forward_backward_gb_per_s=both_bytes / (b * 1e6), value=v)
+               baseline=r.baseline, threads=settings.threads, repeats=repeats, calls_per_block=f.calls_per_block,
+               forward_ms=f.ms, forward_backward_ms=b.ms,
+               forward_speedup=base[r.baseline][0] / f.ms, forward_backward_speedup=base[r.baseline][1] / b.ms,
+               forward_gb_per_s=fwd_bytes / (f.ms * 1e6), forward_backward_gb_per_s=both_bytes / (b.ms * 1e6),
+               forward_vs_limit=f.ms / limit[0] if limit else None,
+               forward_backward_vs_limit=b.ms / limit[1] if limit else None, value=v)
         for r, f, b, v in zip(runs, forward, both, values)
     ]
 
@@ -164,21 +271,25 @@ def load_caffe(device: str) -> ModuleType:
     return caffe
 
 
-def set_blas_threads(threads: int) -> None:
-    """OpenBLAS reads OPENBLAS_NUM_THREADS when it loads, and under
-    `python -m caffe_temperature.bench` it may already be loaded before main()
-    runs (the package loads the plugin, hence libcaffe): set both."""
-    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
-    try:
-        ctypes.CDLL("libopenblas.so.0").openblas_set_num_threads(threads)
-    except (OSError, AttributeError):
-        pass  # no OpenBLAS, or not that one: the variable is all there is
+def set_native_threads(threads: int) -> None:
+    """OpenBLAS and OpenMP (the plugin's kernels) read OPENBLAS_NUM_THREADS and
+    OMP_NUM_THREADS when they load, and under `python -m caffe_temperature.bench`
+    they may already be loaded before main() runs (the package loads the plugin,
+    hence libcaffe): set the variables and call their setters. PyTorch brings its
+    own OpenMP runtime: reference.import_torch sets its threads."""
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
+    for library, setter in (("libopenblas.so.0", "openblas_set_num_threads"), ("libgomp.so.1", "omp_set_num_threads")):
+        try:
+            getattr(ctypes.CDLL(library), setter)(threads)
+        except (OSError, AttributeError):
+            pass  # not there, or not that one: the variable is all there is
 
 
 def run_all(shapes: list[tuple[int, ...]], groups: list[str], settings: Settings) -> tuple[list[Result], list[str]]:
     """All results, and a note for each (group, shape) that was skipped."""
     caffe = load_caffe(settings.device)
     torch = reference.import_torch(settings)
+    native = load_native() if settings.device == "cpu" else None  # the limit is the CPU's
     results: list[Result] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,5 +299,5 @@ def run_all(shapes: list[tuple[int, ...]], groups: list[str], settings: Settings
                 if reason:
                     notes.append(f"{group} {shape_label(shape)} skipped: {reason}")
                     continue
-                results.extend(time_group(caffe, torch, group, shape, settings, Path(tmp)))
+                results.extend(time_group(caffe, torch, native, group, shape, settings, Path(tmp)))
     return results, notes

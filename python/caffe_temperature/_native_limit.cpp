@@ -1,0 +1,138 @@
+// Built with -ffast-math and OpenMP, as src/softmax_kernels.cpp is: the
+// `#pragma omp simd` loops then call glibc's vector exp (libmvec), and each
+// entry point is compiled for AVX-512, AVX2 and SSE2 and picked at load time.
+// The blocks are shared between OpenMP's threads as the kernels share their
+// rows (ParallelRanges: omp_get_max_threads(), which the benchmark sets as it
+// sets the plugin's; small blobs on one thread), so that the limit of N threads
+// is N threads' limit.
+#include "_native_limit.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "caffe_temperature/parallel.hpp"
+
+namespace caffe_temperature_native {
+
+namespace {
+
+#define CTN_INLINE inline __attribute__((always_inline))
+#define CTN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+template <typename Dtype>
+CTN_INLINE void SoftmaxBlock(const Dtype* x, Dtype* y, std::ptrdiff_t n) {
+  Dtype m = x[0];
+#pragma omp simd reduction(max : m)
+  for (std::ptrdiff_t i = 1; i < n; ++i) m = std::max(m, x[i]);
+  Dtype sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    y[i] = std::exp(x[i] - m);
+    sum += y[i];
+  }
+  const Dtype scale = Dtype(1) / sum;
+#pragma omp simd
+  for (std::ptrdiff_t i = 0; i < n; ++i) y[i] *= scale;
+}
+
+template <typename Dtype>
+CTN_INLINE void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, Dtype* dx,
+                                     std::ptrdiff_t n) {
+  Dtype dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (std::ptrdiff_t i = 0; i < n; ++i) dot += y[i] * dy[i];
+#pragma omp simd
+  for (std::ptrdiff_t i = 0; i < n; ++i) dx[i] = y[i] * (dy[i] - dot);
+}
+
+// Blocks [first, last) of the n values.
+template <typename Dtype>
+CTN_INLINE void ForwardBlocks(const Dtype* x, Dtype* y, std::size_t n,
+                              std::size_t block, int first, int last) {
+  for (std::size_t start = first * block; start < std::min(n, last * block);
+       start += block) {
+    const std::size_t len = std::min(block, n - start);
+    SoftmaxBlock(x + start, y + start, static_cast<std::ptrdiff_t>(len));
+  }
+}
+
+template <typename Dtype>
+CTN_INLINE void BackwardBlocks(const Dtype* y, const Dtype* dy, Dtype* dx,
+                               std::size_t n, std::size_t block, int first,
+                               int last) {
+  for (std::size_t start = first * block; start < std::min(n, last * block);
+       start += block) {
+    const std::size_t len = std::min(block, n - start);
+    SoftmaxBackwardBlock(y + start, dy + start, dx + start,
+                         static_cast<std::ptrdiff_t>(len));
+  }
+}
+
+// One clone per instruction set, called from each thread: OpenMP's outlined
+// loop bodies are not cloned, so the dispatch has to be below them.
+CTN_CLONES void ForwardRange(const float* x, float* y, std::size_t n,
+                             std::size_t block, int first, int last) {
+  ForwardBlocks(x, y, n, block, first, last);
+}
+
+CTN_CLONES void ForwardRange(const double* x, double* y, std::size_t n,
+                             std::size_t block, int first, int last) {
+  ForwardBlocks(x, y, n, block, first, last);
+}
+
+CTN_CLONES void BackwardRange(const float* y, const float* dy, float* dx,
+                              std::size_t n, std::size_t block, int first,
+                              int last) {
+  BackwardBlocks(y, dy, dx, n, block, first, last);
+}
+
+CTN_CLONES void BackwardRange(const double* y, const double* dy, double* dx,
+                              std::size_t n, std::size_t block, int first,
+                              int last) {
+  BackwardBlocks(y, dy, dx, n, block, first, last);
+}
+
+int Blocks(std::size_t n, std::size_t block) {
+  return static_cast<int>((n + block - 1) / block);
+}
+
+template <typename Dtype>
+void Forward(const Dtype* x, Dtype* y, std::size_t n, std::size_t block) {
+  caffe_temperature::ParallelRanges(
+      Blocks(n, block), static_cast<int64_t>(n), [&](int first, int last) {
+        ForwardRange(x, y, n, block, first, last);
+      });
+}
+
+template <typename Dtype>
+void Backward(const Dtype* y, const Dtype* dy, Dtype* dx, std::size_t n,
+              std::size_t block) {
+  caffe_temperature::ParallelRanges(
+      Blocks(n, block), static_cast<int64_t>(n), [&](int first, int last) {
+        BackwardRange(y, dy, dx, n, block, first, last);
+      });
+}
+
+}  // namespace
+
+void LimitForward(const float* x, float* y, std::size_t n, std::size_t block) {
+  Forward(x, y, n, block);
+}
+
+void LimitForward(const double* x, double* y, std::size_t n,
+                  std::size_t block) {
+  Forward(x, y, n, block);
+}
+
+void LimitBackward(const float* y, const float* dy, float* dx, std::size_t n,
+                   std::size_t block) {
+  Backward(y, dy, dx, n, block);
+}
+
+void LimitBackward(const double* y, const double* dy, double* dx,
+                   std::size_t n, std::size_t block) {
+  Backward(y, dy, dx, n, block);
+}
+
+}  // namespace caffe_temperature_native
