@@ -1,3 +1,4 @@
+#include <numeric>
 #include <vector>
 
 #include "caffe/layer_factory.hpp"
@@ -47,16 +48,6 @@ void TemperatureSoftmaxLayer<Dtype>::Reshape(
       << " (one per position) for input shape " << bottom[0]->shape_string()
       << " and softmax axis " << axis;
   position_grad_.Reshape(vector<int>(1, shape_.positions()));
-  // n = 0 is one beta per sample with no sample: no position.
-  const int per_beta = n > 0 ? shape_.positions() / n : 0;
-  // Net calls Reshape before every forward pass: the ones are refilled only
-  // when their count changes (an empty blob has no memory to fill).
-  if (ones_.count() != per_beta) {
-    ones_.Reshape(vector<int>(1, per_beta));
-    if (per_beta > 0) {
-      caffe_set(per_beta, Dtype(1), ones_.mutable_cpu_data());
-    }
-  }
 }
 
 template <typename Dtype>
@@ -99,8 +90,8 @@ template <typename Dtype>
 bool TemperatureSoftmaxLayer<Dtype>::BackwardOfEmpty(
     const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
   if (shape_.count() != 0) return false;
-  // Each beta's gradient is an empty sum, and neither the empty blobs (no
-  // memory) nor BLAS (no gemv without columns) can be asked for it.
+  // Each beta's gradient is an empty sum, and the empty blobs have no memory
+  // to compute it from.
   if (bottom.size() > 1 && propagate_down[1] && bottom[1]->count() > 0) {
     caffe_set(bottom[1]->count(), Dtype(0), bottom[1]->mutable_cpu_diff());
   }
@@ -118,11 +109,15 @@ void TemperatureSoftmaxLayer<Dtype>::Backward_cpu(
     caffe_temperature::SoftmaxBetaGradientCPU(
         shape_, bottom[0]->cpu_data(), y, dy,
         position_grad_.mutable_cpu_data());
-    // Positions sharing one beta element are contiguous: a row sum.
-    caffe_cpu_gemv<Dtype>(CblasNoTrans, bottom[1]->count(), ones_.count(),
-                          Dtype(1), position_grad_.cpu_data(),
-                          ones_.cpu_data(), Dtype(0),
-                          bottom[1]->mutable_cpu_diff());
+    // Positions sharing one beta element are contiguous: a row sum, added
+    // in order (n > 0 here: a blob with no position returned above).
+    const int n = bottom[1]->count(), per_beta = shape_.positions() / n;
+    const Dtype* grad = position_grad_.cpu_data();
+    Dtype* beta_diff = bottom[1]->mutable_cpu_diff();
+    for (int r = 0; r < n; ++r) {
+      beta_diff[r] = std::accumulate(grad + r * per_beta,
+                                     grad + (r + 1) * per_beta, Dtype(0));
+    }
   }
   if (propagate_down[0]) {
     caffe_temperature::SoftmaxBackwardCPU(shape_, y, dy, Beta(bottom, false),

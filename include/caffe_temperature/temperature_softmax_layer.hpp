@@ -60,9 +60,6 @@ class TemperatureSoftmaxLayer : public Layer<Dtype> {
   /// d loss / d beta of every position, before summing over the positions
   /// that share one beta element.
   Blob<Dtype> position_grad_;
-  /// CPU: ones for that sum, done as a gemv (positions per beta element
-  /// long); the GPU sums rows with a kernel instead.
-  Blob<Dtype> ones_;
   /// GPU: the index of the first invalid beta value, INT_MAX when none.
   Blob<int> bad_index_;
 };
