@@ -78,7 +78,7 @@ def test_each_group_has_a_limit_and_an_overhead_row_from_the_same_run(capsys):
     results, _ = timing.run_all([(4, 6)], list(candidates.LAYER_GROUPS), settings(repeat=3))
     for group in candidates.LAYER_GROUPS:
         rows = {r.candidate: r for r in results if r.group == group}
-        limit, overhead = rows[timing.LIMIT_ROW], rows[timing.OVERHEAD_ROW]
+        limit, overhead = rows[timing.limit_label(group)], rows[timing.OVERHEAD_ROW]
         assert limit.forward_ms > 0 and limit.forward_backward_ms > 0
         assert overhead.forward_ms > 0 and overhead.forward_backward_ms > 0 and overhead.value is None
         assert limit.forward_vs_limit == 1 and limit.forward_backward_vs_limit == 1
@@ -89,6 +89,29 @@ def test_each_group_has_a_limit_and_an_overhead_row_from_the_same_run(capsys):
     report.print_table(results, [], sys.stdout)
     table = capsys.readouterr().out
     assert timing.LIMIT_ROW in table and timing.OVERHEAD_ROW in table
+    assert timing.limit_label("distillation") in table  # its own limit: two softmaxes' worth of exps
+
+
+def test_distillation_limit_makes_twice_the_forward_passes():
+    calls: list[tuple[int, int]] = []
+
+    class Native:
+        @staticmethod
+        def limit_forward(x, y, block):
+            calls.append((id(x), block))
+
+        @staticmethod
+        def limit_backward(y, dy, dx, block):
+            calls.append((id(dy), block))
+
+    for group, exps in (("softmax", 1), ("infogain", 1), ("distillation", 2)):
+        calls.clear()
+        runs = timing.limit_runs(Native, group, (3, 5), 0.25, "base")
+        runs.forward()
+        assert len(calls) == exps and len({x for x, _ in calls}) == exps  # one softmax per distinct input
+        calls.clear()
+        runs.forward_backward()
+        assert len(calls) == exps + 1
 
 
 def settings(repeat: int) -> candidates.Settings:

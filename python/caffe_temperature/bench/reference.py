@@ -68,8 +68,9 @@ def torch_timed(torch: ModuleType, device: str, fn: Callable[[], object]) -> Cal
 
 
 def torch_label(torch: ModuleType, what: str, settings: Settings) -> str:
-    where = "GPU" if torch_device(torch, settings) == "cuda" else f"{settings.threads} thread"
-    return f"PyTorch {what}, {where}"
+    """The same name at every thread count (the table's thr column tells them
+    apart), so that --threads plots one line per PyTorch candidate."""
+    return f"PyTorch {what}" + (", GPU" if torch_device(torch, settings) == "cuda" else "")
 
 
 def softmax_runs(torch: ModuleType, x: np.ndarray, settings: Settings) -> list[Runs]:

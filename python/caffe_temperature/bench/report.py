@@ -37,12 +37,14 @@ def print_table(results: list[Result], notes: list[str], out: TextIO) -> None:
           " x = speed-up: time of the baseline / time of the candidate;\n"
           f" /lim = time / the time of '{LIMIT_ROW}' (one exp, one read and one write pass;\n"
           "        backward: the dot of y and dy and a pass writing dx), same shape, same run;\n"
+          "        ', x2' (distillation): the forward passes twice, for the teacher's and the student's exps;\n"
           f" '{OVERHEAD_ROW}': what pycaffe's Net.forward / backward cost\n"
           "        by themselves; subtract it from the Caffe rows to read small shapes net of it;\n"
           " GB/s = bytes that must move / time, see traffic_bytes)", file=out)
     for baseline in dict.fromkeys(r.baseline for r in results):
         names = dict.fromkeys(r.candidate for r in results if r.baseline == baseline
-                              and r.candidate not in (baseline, LIMIT_ROW, OVERHEAD_ROW))
+                              and r.candidate not in (baseline, OVERHEAD_ROW)
+                              and not r.candidate.startswith(LIMIT_ROW))
         print(f"  baseline {baseline}: {', '.join(names)}", file=out)
     for note in notes:
         print(f"  {note}", file=out)

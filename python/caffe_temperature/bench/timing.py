@@ -153,25 +153,39 @@ def load_native() -> ModuleType:
                         "_native) or install the plugin") from None
 
 
-def limit_runs(native: ModuleType, shape: tuple[int, ...], baseline: str) -> Runs:
-    """The LIMIT row: what any softmax over these values must do, in the plugin's
-    own compiled code (_native, built with the kernels' flags), on buffers allocated
-    once, as a net's blobs are.
-    Forward: a max pass, a vector-exp pass writing and summing, a scaling pass
-    (one exp, one read and one write pass per value); backward: the dot of y and
-    dy, and a pass writing dx. Loss layers do more (distillation: two exps)."""
-    x = cand.normal(0, shape, 10)
-    y, dy, dx = np.empty_like(x), cand.normal(1, shape, 1), np.empty_like(x)
+def limit_exps(group: str) -> int:
+    """Exps per value that a group's forward cannot avoid: distillation takes
+    the softmax of the teacher and of the student, the others one softmax."""
+    return 2 if group == "distillation" else 1
+
+
+def limit_runs(native: ModuleType, group: str, shape: tuple[int, ...], beta: float, baseline: str) -> Runs:
+    """The LIMIT row: what any version of the group's layer must do over these
+    values, in the plugin's own compiled code (_native, built with the kernels'
+    flags), on buffers allocated once, as a net's blobs are.
+    Forward: per exp the group needs (limit_exps), a max pass, a vector-exp pass
+    writing and summing, a scaling pass (one exp, one read and one write pass
+    per value); backward: the dot of y and dy, and a pass writing dx. The logits
+    are scaled by beta, so that exp sees the arguments the layers give it."""
+    inputs = [cand.normal(seed, shape, 10) * np.float32(beta) for seed in range(limit_exps(group))]
+    outputs = [np.empty_like(x) for x in inputs]
+    dy, dx = cand.normal(len(inputs), shape, 1), np.empty_like(inputs[0])
     block = limit_block(shape)
 
     def forward() -> None:
-        native.limit_forward(x, y, block)
+        for x, y in zip(inputs, outputs):
+            native.limit_forward(x, y, block)
 
     def forward_backward() -> None:
         forward()
-        native.limit_backward(y, dy, dx, block)
+        native.limit_backward(outputs[0], dy, dx, block)
 
-    return Runs(LIMIT_ROW, baseline, forward, forward_backward)
+    return Runs(limit_label(group), baseline, forward, forward_backward)
+
+
+def limit_label(group: str) -> str:
+    exps = limit_exps(group)
+    return LIMIT_ROW if exps == 1 else f"{LIMIT_ROW}, x{exps}"
 
 
 def overhead_runs(caffe: ModuleType, shape: tuple[int, ...], baseline: str, workdir: Path) -> Runs:
@@ -223,14 +237,14 @@ def time_group(caffe: ModuleType, torch: Optional[ModuleType], native: Optional[
     baseline = runs[0].baseline
     runs.append(overhead_runs(caffe, shape, baseline, workdir))
     if native is not None:
-        runs.append(limit_runs(native, shape, baseline))
+        runs.append(limit_runs(native, group, shape, 1.0 / settings.temperature, baseline))
     repeats = repeats_for(shape, settings.repeat)
     block_s = settings.block_ms / 1e3
     forward = median_ms([r.forward for r in runs], repeats, block_s)
     both = median_ms([r.forward_backward for r in runs], repeats, block_s)
     values = [r.value() for r in runs]  # after a forward: the loss of these inputs
     base = {r.name: (f.ms, b.ms) for r, f, b in zip(runs, forward, both)}
-    limit = base.get(LIMIT_ROW)
+    limit = base.get(limit_label(group))
     fwd_bytes, both_bytes = cand.traffic_bytes(group, shape)
     return [
         Result(group=group, shape=shape_label(shape), elements=math.prod(shape), candidate=r.name,
