@@ -8,28 +8,51 @@
 
 #include <glog/logging.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace caffe_temperature {
 
 const int kThreads = 256;
-// Enough blocks of kThreads for `threads` threads. Every grid covers its
-// work in one pass, one thread, warp or block per item: the largest, a warp
-// per row for INT_MAX rows, is 2^28 blocks, within CUDA's 2^31 - 1.
-inline int BlocksFor(int64_t threads) {
-  return static_cast<int>((threads + kThreads - 1) / kThreads);
+const int kMaxThreadsPerBlock = 1024;
+// Enough blocks of `per_block` threads for `threads` threads. Every grid
+// covers its work in one pass, one thread, warp or block per item: the
+// largest, a warp per row for INT_MAX rows in blocks of 128, is 2^29 blocks,
+// within CUDA's 2^31 - 1.
+inline int BlocksFor(int64_t threads, int per_block = kThreads) {
+  return static_cast<int>((threads + per_block - 1) / per_block);
 }
 
-// Launches kernel on the default stream; a zero-block grid (nothing to do)
-// is skipped rather than reported by CUDA as an invalid configuration.
+inline void CheckCuda(cudaError_t error, const char* what) {
+  CHECK(error == cudaSuccess) << what << " failed: "
+                              << cudaGetErrorString(error);
+}
+
+// An attribute of the current device, asked at each call rather than
+// remembered: each solver thread may drive another device.
+inline int DeviceAttribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
+  CheckCuda(cudaGetDevice(&device), "cudaGetDevice");
+  CheckCuda(cudaDeviceGetAttribute(&value, attribute, device),
+            "cudaDeviceGetAttribute");
+  return value;
+}
+
+// Launches kernel on the default stream with `shared_bytes` of dynamic
+// shared memory; a zero-block grid (nothing to do) is skipped rather than
+// reported by CUDA as an invalid configuration.
+template <typename... Params, typename... Args>
+void LaunchWithShared(void (*kernel)(Params...), int blocks, int threads,
+                      size_t shared_bytes, const Args&... args) {
+  if (blocks == 0) return;
+  kernel<<<blocks, threads, shared_bytes>>>(args...);
+  CheckCuda(cudaPeekAtLastError(), "kernel launch");
+}
+
 template <typename... Params, typename... Args>
 void Launch(void (*kernel)(Params...), int blocks, int threads,
             const Args&... args) {
-  if (blocks == 0) return;
-  kernel<<<blocks, threads>>>(args...);
-  const cudaError_t error = cudaPeekAtLastError();
-  CHECK(error == cudaSuccess) << "kernel launch failed: "
-                              << cudaGetErrorString(error);
+  LaunchWithShared(kernel, blocks, threads, 0, args...);
 }
 
 // The global index of this thread, in 64 bits: blockIdx.x * blockDim.x

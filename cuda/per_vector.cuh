@@ -1,14 +1,18 @@
 #ifndef CAFFE_TEMPERATURE_CUDA_PER_VECTOR_CUH_
 #define CAFFE_TEMPERATURE_CUDA_PER_VECTOR_CUH_
 
-// The one dispatch that every layer's kernels use. An operation is a functor
-// with `template <typename Group> __device__ void operator()(const Group& g,
-// const Vector& v) const` that handles one softmax vector; LaunchPerVector
+// The multi-pass dispatch: every vector the row caches of cached_row.cuh do
+// not take (inner > 1, rows too long to cache) and the layers' small helpers.
+// An operation is a functor with `template <typename Group> __device__ void
+// operator()(const Group& g, const Vector& v) const` that handles one softmax
+// vector, reading it from global memory as often as it needs; LaunchPerVector
 // runs it on every vector of a blob, the vector owned by one thread (inner >
 // 1: adjacent threads take adjacent inner positions, so that each channel's
-// loads are coalesced), one warp (inner == 1, C <= kMaxWarpRowChannels) or
-// one block (inner == 1, larger C). Every thread of a group gets the same
-// vector and the group-wide reductions.
+// loads are coalesced), by the warps of a block (inner > 1 with too few
+// positions to fill the GPU: the channels are split between them), one warp
+// (inner == 1, C <= kMaxWarpRowChannels) or one block (inner == 1, larger
+// C). Every thread of a group gets the same vector and the group-wide
+// reductions; the thread with g.first == 0 writes the per-vector results.
 
 #include <cstdint>
 
@@ -20,6 +24,10 @@ namespace caffe_temperature {
 
 // Above this many channels a row gets a whole block instead of a warp.
 const int kMaxWarpRowChannels = 1024;
+// Threads per multiprocessor that a thread-per-position grid should reach
+// before it stops splitting channels: half of an H100's 2048, enough to
+// hide the latency of coalesced streaming loads.
+const int kThreadsPerSm = 1024;
 
 // One softmax vector: channel c of position (o, i) is at offset + c * stride.
 struct Vector {
@@ -61,6 +69,30 @@ struct BlockGroup {
   }
 };
 
+// inner > 1 with few positions: the warps of a block share kWarpSize adjacent
+// positions, lane l of every warp working on position l, warp w on channels
+// w, w + warps, ...; scratch holds one value per thread. All threads of the
+// block must call AllReduce.
+template <typename Dtype>
+struct StripGroup {
+  int first;
+  int step;
+  Dtype* scratch;
+  template <typename Op>
+  __device__ Dtype AllReduce(Dtype value, Op op) const {
+    const int lane = threadIdx.x % kWarpSize;
+    __syncthreads();  // scratch may still be read by a previous reduction
+    scratch[threadIdx.x] = value;
+    __syncthreads();
+    // In warp order, so that the result does not depend on timing.
+    value = scratch[lane];
+    for (int w = 1; w < step; ++w) {
+      value = op(value, scratch[w * kWarpSize + lane]);
+    }
+    return value;
+  }
+};
+
 // Calls f(k, c) for the channels c this thread visits, k being the element
 // offset: each element is visited by one thread, so outputs may alias
 // inputs.
@@ -90,17 +122,44 @@ __device__ __forceinline__ Dtype Max(const Group& g, const Vector& v,
                 [&](int64_t k, int) { return x[k]; });
 }
 
+// The vector of position p (inner > 1).
+__device__ inline Vector PositionVector(const SoftmaxShape& s, int64_t p) {
+  const int o = static_cast<int>(p / s.inner);
+  const int i = static_cast<int>(p % s.inner);
+  return {o, i, p, static_cast<int64_t>(o) * s.channels * s.inner + i,
+          s.inner, s.channels};
+}
+
 // inner > 1: one thread per position.
 template <typename Op>
 __global__ void PositionPerThreadKernel(const SoftmaxShape s, const Op op) {
   const int64_t p = GlobalThread();
   if (p >= static_cast<int64_t>(s.outer) * s.inner) return;
-  const int o = static_cast<int>(p / s.inner);
-  const int i = static_cast<int>(p % s.inner);
-  const Vector v = {o, i, p,
-                    static_cast<int64_t>(o) * s.channels * s.inner + i,
-                    s.inner, s.channels};
-  op(ThreadGroup(), v);
+  op(ThreadGroup(), PositionVector(s, p));
+}
+
+// inner > 1 with few positions: kWarpSize positions per block, C split
+// between its warps (StripGroup).
+template <typename Dtype, typename Op>
+__global__ void PositionsPerBlockKernel(const SoftmaxShape s, const Op op) {
+  __shared__ Dtype scratch[kMaxThreadsPerBlock];
+  const int64_t positions = static_cast<int64_t>(s.outer) * s.inner;
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * kWarpSize +
+                    threadIdx.x % kWarpSize;
+  const int warps = static_cast<int>(blockDim.x / kWarpSize);
+  const int warp = static_cast<int>(threadIdx.x / kWarpSize);
+  if (p < positions) {
+    const StripGroup<Dtype> g = {warp, warps, scratch};
+    op(g, PositionVector(s, p));
+    return;
+  }
+  // Lanes past the last position still reach every barrier: they follow
+  // the last position with no channel of their own and write nothing (no
+  // thread of theirs has first == 0).
+  const StripGroup<Dtype> idle = {warps, warps, scratch};
+  Vector v = PositionVector(s, positions - 1);
+  v.channels = 0;
+  op(idle, v);
 }
 
 // inner == 1, C <= kMaxWarpRowChannels: one warp per row. Whole warps leave
@@ -126,11 +185,34 @@ __global__ void RowPerBlockKernel(const SoftmaxShape s, const Op op) {
   op(g, v);
 }
 
+// How many warps share the channels of kWarpSize positions (inner > 1): 1
+// (a thread per position) once the positions alone give the GPU
+// kThreadsPerSm threads per multiprocessor, else doubled until they do, up
+// to a block of 1024 threads and no more warps than channels.
+inline int ChannelSplit(int64_t positions, int channels) {
+  const int64_t enough =
+      static_cast<int64_t>(DeviceAttribute(cudaDevAttrMultiProcessorCount)) *
+      kThreadsPerSm;
+  int warps = 1;
+  while (warps * kWarpSize < kMaxThreadsPerBlock && 2 * warps <= channels &&
+         positions * warps < enough) {
+    warps *= 2;
+  }
+  return warps;
+}
+
 template <typename Dtype, typename Op>
 void LaunchPerVector(const SoftmaxShape& s, const Op& op) {
   const int64_t positions = static_cast<int64_t>(s.outer) * s.inner;
   if (s.inner > 1) {
-    Launch(PositionPerThreadKernel<Op>, BlocksFor(positions), kThreads, s, op);
+    const int warps = positions == 0 ? 1 : ChannelSplit(positions, s.channels);
+    if (warps == 1) {
+      Launch(PositionPerThreadKernel<Op>, BlocksFor(positions), kThreads, s,
+             op);
+    } else {
+      Launch(PositionsPerBlockKernel<Dtype, Op>,
+             BlocksFor(positions, kWarpSize), warps * kWarpSize, s, op);
+    }
   } else if (s.channels <= kMaxWarpRowChannels) {
     Launch(RowPerWarpKernel<Op>, BlocksFor(positions * kWarpSize), kThreads,
            s, op);

@@ -1,10 +1,12 @@
-// GPU versions of the kernels in src/softmax_kernels.cpp, on the dispatch of
-// per_vector.cuh, plus the small helpers the layers need on the device (row
-// sums, validation). Every softmax operation is one kernel that reads a
-// vector a few times and writes it once.
+// GPU versions of the kernels in src/softmax_kernels.cpp, plus the small
+// helpers the layers need on the device (row sums, validation). Every softmax
+// operation is one kernel: on a row cached on chip (cached_row.cuh: each
+// input read once, each output written once) where inner == 1 and the row
+// fits, else on the multi-pass dispatch of per_vector.cuh.
 #include <climits>
 #include <cmath>
 
+#include "cached_row.cuh"
 #include "caffe_temperature/gpu_kernels.hpp"
 #include "device_math.cuh"
 #include "per_vector.cuh"
@@ -97,80 +99,117 @@ struct BackwardWithBetaGradientOp {
   }
 };
 
-// inner == 1, C <= kCols * 32: one warp per row with the row held in
-// registers, kCols values per lane (channels lane, lane + 32, ...), so that
-// x is read once, y written once and exp taken once per element (the
-// per-vector ForwardOp reads x three times and takes exp twice). Lanes past
-// the row hold -inf, which adds exp(-inf) = 0 to the sum.
-template <typename Dtype, int kCols>
-__global__ void CachedRowForwardKernel(const SoftmaxShape s, const Dtype* x,
-                                       const BetaView<Dtype> beta, Dtype* y,
-                                       Dtype* log_y) {
-  const int64_t row = GlobalThread() / kWarpSize;
-  if (row >= s.outer) return;  // whole warps leave together
-  const int lane = threadIdx.x % kWarpSize;
-  const int64_t offset = row * s.channels;
-  Dtype z[kCols];
-  Dtype m = -INFINITY;
-#pragma unroll
-  for (int j = 0; j < kCols; ++j) {
-    const int c = lane + j * kWarpSize;
-    z[j] = c < s.channels ? x[offset + c] : Dtype(-INFINITY);
-    m = MaxOp()(m, z[j]);
-  }
-  m = WarpAllReduce(m, MaxOp());
-  const Dtype b = beta.data[row * beta.outer_stride];
-  Dtype sum = 0;
-#pragma unroll
-  for (int j = 0; j < kCols; ++j) {
-    z[j] = b * (z[j] - m);
-    // Without log y, z becomes exp(z) right away: the only exp.
-    if (!log_y) z[j] = Exp(z[j]);
-    sum += log_y ? Exp(z[j]) : z[j];
-  }
-  sum = WarpAllReduce(sum, SumOp());
-  const Dtype log_sum = Log(sum), inv_sum = Dtype(1) / sum;
-#pragma unroll
-  for (int j = 0; j < kCols; ++j) {
-    const int c = lane + j * kWarpSize;
-    if (c >= s.channels) continue;
+// The softmax of one cached row (cached_row.cuh): x read once, y or log y
+// written once; without log y, exp is taken once per element.
+template <typename D>
+struct CachedForwardOp {
+  typedef D Dtype;
+  static const int kInputs = 1;
+  const Dtype* x;
+  BetaView<Dtype> beta;
+  Dtype* y;      // may be NULL
+  Dtype* log_y;  // may be NULL
+  bool Aligned(size_t bytes) const { return AllAligned(bytes, x, y, log_y); }
+  template <typename Row>
+  __device__ void operator()(Row& row, int64_t r) const {
+    const int64_t offset = r * row.channels;
+    row.template Load<0>(x + offset);
+    Dtype m = -INFINITY;
+    row.ForEach([&](int, Dtype& z) { m = MaxOp()(m, z); });
+    m = row.AllReduce(m, MaxOp());
+    const Dtype b = beta.data[r * beta.outer_stride];
+    Dtype sum = 0;
+    row.ForEach([&](int, Dtype& z) {
+      z = b * (z - m);
+      // Without log y, z becomes exp(z) right away: the only exp.
+      if (!log_y) z = Exp(z);
+      sum += log_y ? Exp(z) : z;
+    });
+    sum = row.AllReduce(sum, SumOp());
     if (!log_y) {
-      y[offset + c] = z[j] * inv_sum;
-      continue;
-    }
-    log_y[offset + c] = z[j] - log_sum;
-    if (y) y[offset + c] = Exp(z[j] - log_sum);
-  }
-}
-
-// Launches the cached kernel with the fewest registers per lane that hold
-// the row: kCols = 1, 2, 4, ..., 32 (C up to 1024).
-template <typename Dtype, int kCols = 1>
-void LaunchCachedRowForward(const SoftmaxShape& s, const Dtype* x,
-                            const BetaView<Dtype>& beta, Dtype* y,
-                            Dtype* log_y) {
-  if constexpr (kCols < kMaxWarpRowChannels / kWarpSize) {
-    if (s.channels > kCols * kWarpSize) {
-      LaunchCachedRowForward<Dtype, 2 * kCols>(s, x, beta, y, log_y);
+      const Dtype inv_sum = Dtype(1) / sum;
+      row.Store(y + offset, [&](int, Dtype e) { return e * inv_sum; });
       return;
     }
+    const Dtype log_sum = Log(sum);
+    row.Store(log_y + offset, [&](int, Dtype z) { return z - log_sum; });
+    if (y) row.Store(y + offset, [&](int, Dtype z) { return Exp(z - log_sum); });
   }
-  Launch(CachedRowForwardKernel<Dtype, kCols>,
-         BlocksFor(static_cast<int64_t>(s.outer) * kWarpSize), kThreads, s, x,
-         beta, y, log_y);
-}
+};
 
-// The forward entry points: rows that fit in a warp's registers take the
-// cached kernel, the rest (inner > 1, or C > 1024) the per-vector dispatch.
-template <typename Dtype>
-void LaunchForward(const SoftmaxShape& s, const Dtype* x,
-                   const BetaView<Dtype>& beta, Dtype* y, Dtype* log_y) {
-  if (s.inner == 1 && s.channels <= kMaxWarpRowChannels) {
-    LaunchCachedRowForward(s, x, beta, y, log_y);
-    return;
+// dx = b y (dy - dot(dy, y)) of one cached row: y and dy read once.
+template <typename D>
+struct CachedBackwardOp {
+  typedef D Dtype;
+  static const int kInputs = 2;
+  const Dtype* y;
+  const Dtype* dy;
+  BetaView<Dtype> beta;
+  Dtype* dx;
+  bool Aligned(size_t bytes) const { return AllAligned(bytes, y, dy, dx); }
+  template <typename Row>
+  __device__ void operator()(Row& row, int64_t r) const {
+    const int64_t offset = r * row.channels;
+    row.template Load<0>(y + offset);
+    row.template Load<1>(dy + offset);
+    Dtype dot = 0;
+    row.ForEach([&](int, Dtype& y_c, Dtype& dy_c) { dot += dy_c * y_c; });
+    dot = row.AllReduce(dot, SumOp());
+    const Dtype b = beta.data[r * beta.outer_stride];
+    row.Store(dx + offset, [&](int, Dtype y_c, Dtype dy_c) {
+      return b * y_c * (dy_c - dot);
+    });
   }
-  const ForwardOp<Dtype> op = {x, beta, y, log_y};
-  LaunchPerVector<Dtype>(s, op);
+};
+
+// BackwardWithBetaGradientOp on one cached row: x, y and dy read once.
+template <typename D>
+struct CachedBackwardWithBetaGradientOp {
+  typedef D Dtype;
+  static const int kInputs = 3;
+  const Dtype* x;
+  const Dtype* y;
+  const Dtype* dy;
+  BetaView<Dtype> beta;
+  Dtype* dx;  // may be NULL
+  Dtype* position_grad;
+  bool Aligned(size_t bytes) const {
+    return AllAligned(bytes, x, y, dy, dx);
+  }
+  template <typename Row>
+  __device__ void operator()(Row& row, int64_t r) const {
+    const int64_t offset = r * row.channels;
+    row.template Load<0>(x + offset);
+    row.template Load<1>(y + offset);
+    row.template Load<2>(dy + offset);
+    Dtype m = -INFINITY;
+    row.ForEach([&](int, Dtype& x_c, Dtype&, Dtype&) { m = MaxOp()(m, x_c); });
+    m = row.AllReduce(m, MaxOp());
+    Dtype dot = 0, mean = 0, dot_d = 0;
+    row.ForEach([&](int, Dtype& x_c, Dtype& y_c, Dtype& dy_c) {
+      const Dtype d = x_c - m, dy_y = dy_c * y_c;
+      dot += dy_y;
+      mean += y_c * d;
+      dot_d += dy_y * d;
+    });
+    dot = row.AllReduce(dot, SumOp());
+    mean = row.AllReduce(mean, SumOp());
+    dot_d = row.AllReduce(dot_d, SumOp());
+    if (row.Leader()) position_grad[r] = dot_d - dot * mean;
+    if (!dx) return;
+    const Dtype b = beta.data[r * beta.outer_stride];
+    row.Store(dx + offset, [&](int, Dtype, Dtype y_c, Dtype dy_c) {
+      return b * y_c * (dy_c - dot);
+    });
+  }
+};
+
+// Every softmax entry point: rows that fit on chip take the cached op, the
+// rest (inner > 1, or rows too long) the per-vector dispatch.
+template <typename Dtype, typename CachedOp, typename Op>
+void LaunchSoftmax(const SoftmaxShape& s, const CachedOp& cached,
+                   const Op& op) {
+  if (!LaunchCachedRows(s, cached)) LaunchPerVector<Dtype>(s, op);
 }
 
 // A row of a rows x cols matrix is a vector of cols channels with inner = 1.
@@ -218,21 +257,24 @@ struct IsNonFinite {
 template <typename Dtype>
 void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                        const BetaView<Dtype>& beta, Dtype* y) {
-  LaunchForward(shape, x, beta, y, static_cast<Dtype*>(NULL));
+  LogSoftmaxForwardGPU(shape, x, beta, static_cast<Dtype*>(NULL), y);
 }
 
 template <typename Dtype>
 void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                           const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
-  LaunchForward(shape, x, beta, y, log_y);
+  const CachedForwardOp<Dtype> cached = {x, beta, y, log_y};
+  const ForwardOp<Dtype> op = {x, beta, y, log_y};
+  LaunchSoftmax<Dtype>(shape, cached, op);
 }
 
 template <typename Dtype>
 void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
                         const Dtype* dy, const BetaView<Dtype>& beta,
                         Dtype* dx) {
+  const CachedBackwardOp<Dtype> cached = {y, dy, beta, dx};
   const BackwardOp<Dtype> op = {y, dy, beta, dx};
-  LaunchPerVector<Dtype>(shape, op);
+  LaunchSoftmax<Dtype>(shape, cached, op);
 }
 
 template <typename Dtype>
@@ -241,9 +283,11 @@ void SoftmaxBackwardWithBetaGradientGPU(const SoftmaxShape& shape,
                                         const Dtype* dy,
                                         const BetaView<Dtype>& beta, Dtype* dx,
                                         Dtype* position_grad) {
+  const CachedBackwardWithBetaGradientOp<Dtype> cached = {
+      x, y, dy, beta, dx, position_grad};
   const BackwardWithBetaGradientOp<Dtype> op = {x, y, dy, beta, dx,
                                                 position_grad};
-  LaunchPerVector<Dtype>(shape, op);
+  LaunchSoftmax<Dtype>(shape, cached, op);
 }
 
 template <typename Dtype>

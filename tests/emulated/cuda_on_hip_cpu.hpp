@@ -27,6 +27,31 @@ inline const char* cudaGetErrorString(cudaError_t error) {
   return hipGetErrorString(error);
 }
 
+// The device the emulation stands for: an H100's multiprocessor count and
+// per-block shared memory (opt-in), which is what the dispatch of cuda/
+// asks for, so that the test's shapes reach the same paths as on one.
+enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin
+};
+inline cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int* value,
+                                          cudaDeviceAttr attribute, int) {
+  *value = attribute == cudaDevAttrMultiProcessorCount ? 132 : 232448;
+  return cudaSuccess;
+}
+
+// HIP-CPU's dynamic shared memory has no limit to opt out of.
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+template <typename Kernel>
+cudaError_t cudaFuncSetAttribute(Kernel, cudaFuncAttribute, int) {
+  return cudaSuccess;
+}
+#define CT_DYNAMIC_SHARED(type, name) HIP_DYNAMIC_SHARED(type, name)
+
 // HIP-CPU has only the mask-less shuffle. Its warps are 64 lanes wide, but
 // the kernels shuffle with offsets below 32 inside their own 32-lane groups,
 // which behaves as on a 32-lane GPU.

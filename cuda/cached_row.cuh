@@ -1,0 +1,305 @@
+#ifndef CAFFE_TEMPERATURE_CUDA_CACHED_ROW_CUH_
+#define CAFFE_TEMPERATURE_CUDA_CACHED_ROW_CUH_
+
+// Rows (inner == 1) held on chip while a kernel works on them, so that each
+// input is read from global memory once and each output written once: in the
+// registers of one warp (C <= 32 * MaxColsPerLane, the columns per lane fixed
+// at compile time, several rows per block) or in the dynamic shared memory of
+// one block (longer rows, up to what the device grants a block). Rows longer
+// than that take the multi-pass kernels of per_vector.cuh.
+//
+// A row operation is a functor with
+//   typedef ... Dtype;
+//   static const int kInputs;                  // rows it caches
+//   bool Aligned(size_t bytes) const;          // all its pointers are
+//   template <typename Row>
+//   __device__ void operator()(Row& row, int64_t r) const;
+// that loads its inputs into the row (row.Load<i>), visits the cached values
+// (row.ForEach, which may change them), combines across the row
+// (row.AllReduce) and writes (row.Store). Every value is loaded, visited and
+// stored by the same thread, so the cache needs no barrier of its own and an
+// output may alias an input. Loads and stores are 16-byte vectors (float4,
+// double2) where C and every pointer allow, else narrower or scalar.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "caffe_temperature/softmax_kernels.hpp"
+#include "launch.cuh"
+#include "reduce.cuh"
+
+// A block's dynamic shared memory as `type* name`: one extern array per
+// Dtype would clash between instantiations, and HIP-CPU spells it otherwise
+// (tests/emulated/cuda_on_hip_cpu.hpp defines this macro first).
+#ifndef CT_DYNAMIC_SHARED
+#define CT_DYNAMIC_SHARED(type, name)                                 \
+  extern __shared__ __align__(16) unsigned char ct_dynamic_shared_[]; \
+  type* name = reinterpret_cast<type*>(ct_dynamic_shared_)
+#endif
+
+namespace caffe_temperature {
+
+const int kPackBytes = 16;
+
+// V adjacent values moved as one access.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+template <typename Dtype>
+constexpr int PackWidth() { return kPackBytes / sizeof(Dtype); }
+
+inline bool AllAligned(size_t) { return true; }
+
+// NULL counts as aligned: an output not asked for is never touched.
+template <typename... Rest>
+bool AllAligned(size_t bytes, const void* p, const Rest*... rest) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0 &&
+         AllAligned(bytes, rest...);
+}
+
+// A row in the registers of one warp: kChunks chunks of V adjacent values
+// per lane and input, chunk j of a lane starting at column
+// (lane + 32 j) V, so that each chunk load of the warp is one contiguous
+// 32 V-value access. With V > 1, C is a multiple of V: a chunk is whole or
+// absent.
+template <typename Dtype, int K, int kChunks, int V>
+struct WarpRow {
+  int lane;
+  int channels;
+  Dtype value[K][kChunks * V];
+
+  __device__ int Column(int j) const { return (lane + j * kWarpSize) * V; }
+
+  template <int I>
+  __device__ void Load(const Dtype* row) {
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (Column(j) >= channels) continue;
+      const Pack<Dtype, V> pack =
+          *reinterpret_cast<const Pack<Dtype, V>*>(row + Column(j));
+#pragma unroll
+      for (int t = 0; t < V; ++t) value[I][j * V + t] = pack.v[t];
+    }
+  }
+
+  // f(c, value of input 0 at c, value of input 1 at c, ...) by reference.
+  template <typename F>
+  __device__ void ForEach(F f) {
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (Column(j) >= channels) continue;
+#pragma unroll
+      for (int t = 0; t < V; ++t) {
+        Visit(f, Column(j) + t, j * V + t, std::make_index_sequence<K>());
+      }
+    }
+  }
+
+  // row[c] = f(c, values at c...).
+  template <typename F>
+  __device__ void Store(Dtype* row, F f) {
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (Column(j) >= channels) continue;
+      Pack<Dtype, V> pack;
+#pragma unroll
+      for (int t = 0; t < V; ++t) {
+        pack.v[t] = Visit(f, Column(j) + t, j * V + t,
+                          std::make_index_sequence<K>());
+      }
+      *reinterpret_cast<Pack<Dtype, V>*>(row + Column(j)) = pack;
+    }
+  }
+
+  template <typename T, typename Op>
+  __device__ T AllReduce(T v, Op op) const { return WarpAllReduce(v, op); }
+  __device__ bool Leader() const { return lane == 0; }
+
+ private:
+  template <typename F, size_t... I>
+  __device__ auto Visit(F& f, int c, int e, std::index_sequence<I...>) {
+    return f(c, value[I][e]...);
+  }
+};
+
+// A row in a block's dynamic shared memory, input i at cache + i C; thread t
+// owns the chunks t, t + blockDim.x, ... of V values. The cache is read and
+// written a chunk at a time, as global memory is, so that the accesses of a
+// warp do not collide in the banks.
+template <typename Dtype, int K, int V>
+struct BlockRow {
+  Dtype* cache;
+  Dtype* scratch;  // kWarpSize values for the reductions
+  int channels;
+
+  template <int I>
+  __device__ void Load(const Dtype* row) {
+    const Pack<Dtype, V>* from = reinterpret_cast<const Pack<Dtype, V>*>(row);
+    Pack<Dtype, V>* to = Chunks(I);
+    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) to[q] = from[q];
+  }
+
+  template <typename F>
+  __device__ void ForEach(F f) {
+    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
+      Visit(q, std::make_index_sequence<K>(), [&](int c, Dtype* values) {
+        Apply(f, c, values, std::make_index_sequence<K>());
+      });
+    }
+  }
+
+  template <typename F>
+  __device__ void Store(Dtype* row, F f) {
+    Pack<Dtype, V>* to = reinterpret_cast<Pack<Dtype, V>*>(row);
+    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
+      Pack<Dtype, V> pack;
+      Visit(q, std::make_index_sequence<K>(), [&](int c, Dtype* values) {
+        pack.v[c - q * V] = Apply(f, c, values, std::make_index_sequence<K>());
+      });
+      to[q] = pack;
+    }
+  }
+
+  template <typename Op>
+  __device__ Dtype AllReduce(Dtype v, Op op) const {
+    return BlockAllReduce(v, op, scratch);
+  }
+  __device__ bool Leader() const { return threadIdx.x == 0; }
+
+ private:
+  __device__ Pack<Dtype, V>* Chunks(int i) const {
+    return reinterpret_cast<Pack<Dtype, V>*>(cache + i * channels);
+  }
+
+  // Brings chunk q of every input into registers, calls g(c, values of the
+  // inputs at c) for its V columns and puts the chunk back.
+  template <size_t... I, typename G>
+  __device__ void Visit(int q, std::index_sequence<I...>, G g) const {
+    Pack<Dtype, V> packs[K] = {Chunks(I)[q]...};
+#pragma unroll
+    for (int t = 0; t < V; ++t) {
+      Dtype values[K] = {packs[I].v[t]...};
+      g(q * V + t, values);
+      ((packs[I].v[t] = values[I]), ...);
+    }
+    ((Chunks(I)[q] = packs[I]), ...);
+  }
+
+  template <typename F, size_t... I>
+  __device__ static auto Apply(F& f, int c, Dtype* values,
+                               std::index_sequence<I...>) {
+    return f(c, values[I]...);
+  }
+};
+
+template <typename Op, int kChunks, int V>
+__global__ void WarpCachedRowsKernel(const int rows, const int channels,
+                                     const Op op) {
+  const int64_t r = GlobalThread() / kWarpSize;
+  if (r >= rows) return;  // whole warps leave together
+  WarpRow<typename Op::Dtype, Op::kInputs, kChunks, V> row;
+  row.lane = static_cast<int>(threadIdx.x % kWarpSize);
+  row.channels = channels;
+  op(row, r);
+}
+
+template <typename Op, int V>
+__global__ void BlockCachedRowsKernel(const int channels, const Op op) {
+  typedef typename Op::Dtype Dtype;
+  __shared__ Dtype scratch[kWarpSize];
+  CT_DYNAMIC_SHARED(Dtype, cache);
+  BlockRow<Dtype, Op::kInputs, V> row = {cache, scratch, channels};
+  op(row, blockIdx.x);
+}
+
+// Rows per 128-thread block on the warp path: small blocks, so that a few
+// hundred rows still spread over the multiprocessors.
+const int kRowsPerWarpBlock = 4;
+// Dynamic shared memory a block gets without opting in.
+const size_t kDefaultSharedBytes = 48 * 1024;
+// Left free of the opt-in limit for the reduction scratch.
+const size_t kStaticSharedReserve = 1024;
+
+// The most columns a lane caches for K inputs: 32 (C <= 1024) while they
+// take at most 96 of its registers, else 16, so that nothing spills.
+template <typename Dtype, int K>
+constexpr int MaxColsPerLane() {
+  return K * kWarpSize * sizeof(Dtype) <= 96 * 4 ? kWarpSize : kWarpSize / 2;
+}
+
+// The warp path with the fewest columns per lane that hold the row:
+// kCols = 1, 2, 4, ..., in vectors of up to kPackBytes.
+template <typename Op, int kCols = 1>
+void LaunchWarpCachedRows(const SoftmaxShape& s, const Op& op) {
+  typedef typename Op::Dtype Dtype;
+  if constexpr (kCols < MaxColsPerLane<Dtype, Op::kInputs>()) {
+    if (s.channels > kCols * kWarpSize) {
+      LaunchWarpCachedRows<Op, 2 * kCols>(s, op);
+      return;
+    }
+  }
+  constexpr int kVec = kCols < PackWidth<Dtype>() ? kCols : PackWidth<Dtype>();
+  const int threads = kRowsPerWarpBlock * kWarpSize;
+  const int blocks = BlocksFor(static_cast<int64_t>(s.outer) * kWarpSize,
+                               threads);
+  if (s.channels % kVec == 0 && op.Aligned(kVec * sizeof(Dtype))) {
+    Launch(WarpCachedRowsKernel<Op, kCols / kVec, kVec>, blocks, threads,
+           s.outer, s.channels, op);
+  } else {
+    Launch(WarpCachedRowsKernel<Op, kCols, 1>, blocks, threads, s.outer,
+           s.channels, op);
+  }
+}
+
+template <typename Op, int V>
+void LaunchBlockCachedRows(const SoftmaxShape& s, const Op& op,
+                           size_t bytes) {
+  void (*kernel)(int, Op) = BlockCachedRowsKernel<Op, V>;
+  if (bytes > kDefaultSharedBytes) {
+    CheckCuda(cudaFuncSetAttribute(kernel,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(bytes)),
+              "cudaFuncSetAttribute");
+  }
+  // About four chunks per thread: enough loads in flight per thread, and
+  // blocks small enough for several to share a multiprocessor.
+  const int per_thread = 4;
+  const int chunks = s.channels / V;
+  const int warps = (chunks + per_thread * kWarpSize - 1) /
+                    (per_thread * kWarpSize);
+  const int threads =
+      std::min(kMaxThreadsPerBlock, std::max(4, warps) * kWarpSize);
+  LaunchWithShared(kernel, s.outer, threads, bytes, s.channels, op);
+}
+
+// Runs op on every row of s (inner == 1) with the row on chip and returns
+// true; returns false, launching nothing, where the row does not fit.
+template <typename Op>
+bool LaunchCachedRows(const SoftmaxShape& s, const Op& op) {
+  typedef typename Op::Dtype Dtype;
+  if (s.inner != 1) return false;
+  if (s.channels <= kWarpSize * MaxColsPerLane<Dtype, Op::kInputs>()) {
+    LaunchWarpCachedRows(s, op);
+    return true;
+  }
+  const size_t bytes =
+      static_cast<size_t>(Op::kInputs) * s.channels * sizeof(Dtype);
+  const size_t limit =
+      DeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+  if (bytes + kStaticSharedReserve > limit) return false;
+  constexpr int kVec = PackWidth<Dtype>();
+  if (s.channels % kVec == 0 && op.Aligned(kPackBytes)) {
+    LaunchBlockCachedRows<Op, kVec>(s, op, bytes);
+  } else {
+    LaunchBlockCachedRows<Op, 1>(s, op, bytes);
+  }
+  return true;
+}
+
+}  // namespace caffe_temperature
+
+#endif  // CAFFE_TEMPERATURE_CUDA_CACHED_ROW_CUH_
