@@ -1,6 +1,7 @@
 // The KL divergence and the student gradient of SoftmaxWithDistillationLoss
-// on the CPU. Built without fast-math, unlike softmax_kernels.cpp: the
-// `p != 0` test below must stay a test (NaN policy, docs/robustness.md).
+// on the CPU, around the fast-math softmaxes of softmax_kernels.cpp. Built
+// without fast-math: the `p != 0` test below must stay a test, and -inf
+// logits must give IEEE infinities (NaN policy, docs/robustness.md).
 #include <algorithm>
 
 #include "caffe_temperature/parallel.hpp"
@@ -39,43 +40,31 @@ void ForEachStrip(const SoftmaxShape& shape, const Body& body) {
 }  // namespace
 
 template <typename Dtype>
-void DistillationKlCPU(const SoftmaxShape& shape, const Dtype* p,
-                       const Dtype* log_p, const Dtype* log_q,
-                       const Dtype* valid, Dtype* kl) {
+void DistillationForwardCPU(const SoftmaxShape& shape, Dtype beta,
+                            const Dtype* student, const Dtype* teacher,
+                            const Dtype* valid, Dtype* q, Dtype* p, Dtype* kl,
+                            DistillationRow<Dtype>* rows) {
+  DistillationSoftmaxesCPU(shape, beta, student, teacher, q, p, rows);
   const int channels = shape.channels, inner = shape.inner;
-  if (inner == 1) {
-    // One position per row: its channels are contiguous, and the sum stays
-    // in a register.
-    ParallelRanges(shape.outer, shape.count(), [&](int begin, int end) {
-      for (int pos = begin; pos < end; ++pos) {
-        Dtype sum = 0;
-        const int offset = pos * channels;
-        for (int c = 0; valid[pos] != 0 && c < channels; ++c) {
-          sum += KlTerm(p[offset + c], log_p[offset + c], log_q[offset + c]);
-        }
-        kl[pos] = sum;
-      }
-    });
-    return;
-  }
-  // Channel-outer, position-inner over a strip of positions: the inner loop
-  // reads contiguous memory (a spatial net has inner in the thousands) and
-  // each position still sums its channels in order.
-  ForEachStrip(shape, [&](int o, int i0, int i1) {
-    Dtype* kl_o = kl + o * inner;
-    const Dtype* valid_o = valid + o * inner;
-    std::fill(kl_o + i0, kl_o + i1, Dtype(0));
-    for (int c = 0; c < channels; ++c) {
-      const int offset = (o * channels + c) * inner;
-      for (int i = i0; i < i1; ++i) {
-        const int j = offset + i;
-        // Ignored positions are selected away, never multiplied by 0, so
-        // their NaNs stay out of the loss.
-        kl_o[i] += valid_o[i] != 0 ? KlTerm(p[j], log_p[j], log_q[j])
-                                   : Dtype(0);
-      }
+  for (int pos = 0; pos < shape.positions(); ++pos) {
+    const DistillationRow<Dtype>& row = rows[pos];
+    // Ignored positions are selected away, never multiplied by 0, so their
+    // NaNs stay out of the loss.
+    if (valid[pos] == 0 || row.masked == 0) {
+      kl[pos] = valid[pos] != 0 ? row.kl : Dtype(0);
+      continue;
     }
-  });
+    // A masked class: log p and log q from the logits, with IEEE infinities.
+    const int first = pos / inner * channels * inner + pos % inner;
+    Dtype sum = 0;
+    for (int c = 0; c < channels; ++c) {
+      const int j = first + c * inner;
+      sum += KlTerm(p[j],
+                    beta * (teacher[j] - row.max_teacher) - row.log_sum_teacher,
+                    beta * (student[j] - row.max_student) - row.log_sum_student);
+    }
+    kl[pos] = sum;
+  }
 }
 
 template <typename Dtype>
@@ -109,9 +98,9 @@ void DistillationBackwardCPU(const SoftmaxShape& shape, Dtype scale,
 }
 
 #define CT_INSTANTIATE_DISTILLATION_KERNELS(Dtype)                            \
-  template void DistillationKlCPU<Dtype>(const SoftmaxShape&, const Dtype*,   \
-                                         const Dtype*, const Dtype*,          \
-                                         const Dtype*, Dtype*);               \
+  template void DistillationForwardCPU<Dtype>(                                 \
+      const SoftmaxShape&, Dtype, const Dtype*, const Dtype*, const Dtype*,   \
+      Dtype*, Dtype*, Dtype*, DistillationRow<Dtype>*);                       \
   template void DistillationBackwardCPU<Dtype>(const SoftmaxShape&, Dtype,    \
                                                const Dtype*, const Dtype*,    \
                                                const Dtype*, Dtype*);

@@ -462,6 +462,137 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
   }
 }
 
+// Writes the largest and the smallest value of each position of a strip.
+template <typename Dtype>
+CT_INLINE void StripExtremes(const Dtype* x, int channels, int inner, int w,
+                             Dtype* most, Dtype* least) {
+  std::copy(x, x + w, most);
+  std::copy(x, x + w, least);
+  for (int c = 1; c < channels; ++c) {
+    const Dtype* xc = x + c * inner;
+#pragma omp simd
+    for (int i = 0; i < w; ++i) {
+      most[i] = std::max(most[i], xc[i]);
+      least[i] = std::min(least[i], xc[i]);
+    }
+  }
+}
+
+// Whether the logits between `least` and `most` include -inf (a masked
+// class): a gap no finite logits reach, for the reason GapCap gives.
+template <typename Dtype>
+CT_INLINE Dtype HasMaskedClass(Dtype most, Dtype least) {
+  return most - least >= GapCap<Dtype>() ? Dtype(1) : Dtype(0);
+}
+
+// One class of the distillation forward: stores the unnormalised exps of the
+// teacher's and the student's scaled, shifted logits, and adds to their sums
+// and to the KL's cross term sum_c e^a_c (a_c - b_c).
+template <typename Dtype>
+CT_INLINE void DistillationClassTerms(Dtype beta, Dtype t, Dtype max_t,
+                                      Dtype s, Dtype max_s, Dtype* p, Dtype* q,
+                                      Dtype* sum_t, Dtype* sum_s,
+                                      Dtype* cross) {
+  const Dtype a = beta * (t - max_t), b = beta * (s - max_s);
+  const Dtype ea = std::exp(a), eb = std::exp(b);
+  *p = ea;
+  *q = eb;
+  *sum_t += ea;
+  *sum_s += eb;
+  *cross += ea * (a - b);
+}
+
+template <typename Dtype>
+CT_INLINE DistillationRow<Dtype> DistillationRowOf(
+    Dtype max_t, Dtype least_t, Dtype max_s, Dtype least_s, Dtype sum_t,
+    Dtype sum_s, Dtype cross) {
+  const Dtype log_t = std::log(sum_t), log_s = std::log(sum_s);
+  const Dtype masked = std::max(HasMaskedClass(max_t, least_t),
+                                HasMaskedClass(max_s, least_s));
+  return {cross / sum_t - log_t + log_s, masked, max_t, max_s, log_t, log_s};
+}
+
+template <typename Dtype>
+CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
+                                         int end, Dtype beta,
+                                         const Dtype* student,
+                                         const Dtype* teacher, Dtype* q,
+                                         Dtype* p,
+                                         DistillationRow<Dtype>* rows) {
+  const int C = s.channels, inner = s.inner;
+  if (inner == 1) {
+    for (int o = begin; o < end; ++o) {
+      const Dtype* so = student + o * C;
+      const Dtype* to = teacher + o * C;
+      Dtype* qo = q + o * C;
+      Dtype* po = p + o * C;
+      Dtype max_t = to[0], least_t = to[0], max_s = so[0], least_s = so[0];
+#pragma omp simd reduction(max : max_t, max_s) reduction(min : least_t, least_s)
+      for (int c = 1; c < C; ++c) {
+        max_t = std::max(max_t, to[c]);
+        least_t = std::min(least_t, to[c]);
+        max_s = std::max(max_s, so[c]);
+        least_s = std::min(least_s, so[c]);
+      }
+      Dtype sum_t = 0, sum_s = 0, cross = 0;
+#pragma omp simd reduction(+ : sum_t, sum_s, cross)
+      for (int c = 0; c < C; ++c) {
+        DistillationClassTerms(beta, to[c], max_t, so[c], max_s, po + c,
+                               qo + c, &sum_t, &sum_s, &cross);
+      }
+      const Dtype inv_t = Dtype(1) / sum_t, inv_s = Dtype(1) / sum_s;
+#pragma omp simd
+      for (int c = 0; c < C; ++c) {
+        po[c] *= inv_t;
+        qo[c] *= inv_s;
+      }
+      rows[o] = DistillationRowOf(max_t, least_t, max_s, least_s, sum_t,
+                                  sum_s, cross);
+    }
+    return;
+  }
+  alignas(64) Dtype max_t[kLossStrip], least_t[kLossStrip],
+      max_s[kLossStrip], least_s[kLossStrip], sum_t[kLossStrip],
+      sum_s[kLossStrip], cross[kLossStrip];
+  for (int t = begin; t < end; ++t) {
+    int o, i0;
+    StripOf(t, inner, kLossStrip, &o, &i0);
+    const int w = std::min(kLossStrip, inner - i0);
+    const int offset = o * C * inner + i0;
+    StripExtremes(teacher + offset, C, inner, w, max_t, least_t);
+    StripExtremes(student + offset, C, inner, w, max_s, least_s);
+    std::fill(sum_t, sum_t + w, Dtype(0));
+    std::fill(sum_s, sum_s + w, Dtype(0));
+    std::fill(cross, cross + w, Dtype(0));
+    for (int c = 0; c < C; ++c) {
+      const int at = offset + c * inner;
+#pragma omp simd
+      for (int i = 0; i < w; ++i) {
+        DistillationClassTerms(beta, teacher[at + i], max_t[i],
+                               student[at + i], max_s[i], p + at + i,
+                               q + at + i, sum_t + i, sum_s + i, cross + i);
+      }
+    }
+    DistillationRow<Dtype>* strip_rows = rows + o * inner + i0;
+    for (int i = 0; i < w; ++i) {
+      strip_rows[i] = DistillationRowOf(max_t[i], least_t[i], max_s[i],
+                                        least_s[i], sum_t[i], sum_s[i],
+                                        cross[i]);
+      sum_t[i] = Dtype(1) / sum_t[i];
+      sum_s[i] = Dtype(1) / sum_s[i];
+    }
+    for (int c = 0; c < C; ++c) {
+      Dtype* pc = p + offset + c * inner;
+      Dtype* qc = q + offset + c * inner;
+#pragma omp simd
+      for (int i = 0; i < w; ++i) {
+        pc[i] *= sum_t[i];
+        qc[i] *= sum_s[i];
+      }
+    }
+  }
+}
+
 // One target_clones wrapper per entry point and type: the always-inline
 // bodies above are compiled into each clone with that clone's vector ISA.
 // Each runs the work items [begin, end); the OpenMP loops that split the items
@@ -507,6 +638,13 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
                                            Dtype scale, Dtype* dx) {          \
     InfogainLossBackwardImpl(s, begin, end, prob, rows, H, sum_rows_H, scale, \
                              dx);                                             \
+  } \
+  CT_CLONES void DistillationSoftmaxesClone(                                  \
+      const SoftmaxShape& s, int begin, int end, Dtype beta,                  \
+      const Dtype* student, const Dtype* teacher, Dtype* q, Dtype* p,         \
+      DistillationRow<Dtype>* rows) {                                         \
+    DistillationSoftmaxesImpl(s, begin, end, beta, student, teacher, q, p,    \
+                              rows);                                          \
   }
 
 CT_DEFINE_CLONES(float)
@@ -593,6 +731,18 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                  });
 }
 
+template <typename Dtype>
+void DistillationSoftmaxesCPU(const SoftmaxShape& shape, Dtype beta,
+                              const Dtype* student, const Dtype* teacher,
+                              Dtype* q, Dtype* p,
+                              DistillationRow<Dtype>* rows) {
+  ParallelRanges(StripItems(shape.outer, shape.inner, kLossStrip),
+                 shape.count(), [&](int begin, int end) {
+                   DistillationSoftmaxesClone(shape, begin, end, beta, student,
+                                              teacher, q, p, rows);
+                 });
+}
+
 #define CT_INSTANTIATE_KERNELS(Dtype)                                         \
   template void SoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,   \
                                          const BetaView<Dtype>&, Dtype*);     \
@@ -612,7 +762,10 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
   template void InfogainLossBackwardCPU<Dtype>(const SoftmaxShape&,           \
                                                const Dtype*, const int*,      \
                                                const Dtype*, const Dtype*,    \
-                                               Dtype, Dtype*);
+                                               Dtype, Dtype*); \
+  template void DistillationSoftmaxesCPU<Dtype>(                              \
+      const SoftmaxShape&, Dtype, const Dtype*, const Dtype*, Dtype*, Dtype*, \
+      DistillationRow<Dtype>*);
 
 CT_INSTANTIATE_KERNELS(float)
 CT_INSTANTIATE_KERNELS(double)

@@ -6,8 +6,6 @@
 
 namespace caffe {
 
-using caffe_temperature::BetaView;
-
 template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::LayerSetUp(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
@@ -60,8 +58,7 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Reshape(
   }
   prob_.ReshapeLike(*bottom[0]);
   teacher_prob_.ReshapeLike(*bottom[0]);
-  log_prob_.ReshapeLike(*bottom[0]);
-  teacher_log_prob_.ReshapeLike(*bottom[0]);
+  rows_.resize(positions);
   position_stats_.Reshape(vector<int>{3, positions});
   stats_sum_.Reshape(vector<int>(1, 3));
   if (top.size() == 2) top[1]->ReshapeLike(*bottom[0]);
@@ -139,16 +136,10 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
     if (kind == caffe_temperature::kLabelInvalid) CheckLabels(label);
     valid[pos] = kind == caffe_temperature::kLabelValid;
   }
-  const BetaView<Dtype> beta = {&beta_, 0, 0};
-  caffe_temperature::LogSoftmaxForwardCPU(shape_, bottom[0]->cpu_data(), beta,
-                                          log_prob_.mutable_cpu_data(),
-                                          prob_.mutable_cpu_data());
-  caffe_temperature::LogSoftmaxForwardCPU(
-      shape_, bottom[1]->cpu_data(), beta,
-      teacher_log_prob_.mutable_cpu_data(), teacher_prob_.mutable_cpu_data());
-  caffe_temperature::DistillationKlCPU(
-      shape_, teacher_prob_.cpu_data(), teacher_log_prob_.cpu_data(),
-      log_prob_.cpu_data(), valid, kl);
+  caffe_temperature::DistillationForwardCPU(
+      shape_, beta_, bottom[0]->cpu_data(), bottom[1]->cpu_data(), valid,
+      prob_.mutable_cpu_data(), teacher_prob_.mutable_cpu_data(), kl,
+      rows_.data());
   double kl_sum = 0;
   int valid_count = 0;
   for (int pos = 0; pos < positions; ++pos) {

@@ -81,16 +81,41 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                              const int* label_rows, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx);
 
-// SoftmaxWithDistillationLoss, from p = softmax(beta * teacher) and the
-// log-softmaxes log p and log q of teacher and student (LogSoftmaxForwardCPU):
+// What the fast-math pass of the distillation forward leaves per position
+// for DistillationForwardCPU to finish: with a = beta * (teacher - max) and
+// b = beta * (student - max) per class, and S_t, S_s their sums of exps,
+//   KL(p || q) = sum_c p_c (a_c - b_c) - log S_t + log S_s = kl.
+// `masked` is non-zero where a teacher or student logit is -inf (a masked
+// class), where that form would meet 0 * inf: such a position's KL is
+// recomputed from the logits by code that can handle infinities.
+template <typename Dtype>
+struct DistillationRow {
+  Dtype kl;
+  Dtype masked;
+  Dtype max_teacher, max_student;
+  Dtype log_sum_teacher, log_sum_student;
+};
+
+// SoftmaxWithDistillationLoss's forward (docs/spec.md): q = softmax(beta *
+// student), p = softmax(beta * teacher), and per position (o * inner + i)
 // kl[pos] = sum_c p_c (log p_c - log q_c), with 0 log 0 = 0, where
 // valid[pos] != 0, and 0 elsewhere (an ignored position's NaNs stay out).
-// Not fast-math (src/distillation_kernels.cpp): a NaN teacher probability
-// must reach the loss instead of passing for the 0 log 0 case.
+// One read of both logits for the maxima, one for the exps (the KL's sum
+// rides along), one scaling pass over p and q. Not fast-math itself
+// (src/distillation_kernels.cpp): a masked class must give 0 or +inf, and a
+// NaN teacher probability must reach the loss instead of passing for 0 log 0.
+// `rows` is scratch of one DistillationRow per position.
 template <typename Dtype>
-void DistillationKlCPU(const SoftmaxShape& shape, const Dtype* p,
-                       const Dtype* log_p, const Dtype* log_q,
-                       const Dtype* valid, Dtype* kl);
+void DistillationForwardCPU(const SoftmaxShape& shape, Dtype beta,
+                            const Dtype* student, const Dtype* teacher,
+                            const Dtype* valid, Dtype* q, Dtype* p, Dtype* kl,
+                            DistillationRow<Dtype>* rows);
+
+// Its fast-math pass: q, p and a DistillationRow per position.
+template <typename Dtype>
+void DistillationSoftmaxesCPU(const SoftmaxShape& shape, Dtype beta,
+                              const Dtype* student, const Dtype* teacher,
+                              Dtype* q, Dtype* p, DistillationRow<Dtype>* rows);
 
 // dx = scale * valid(position) * (q - p).
 template <typename Dtype>

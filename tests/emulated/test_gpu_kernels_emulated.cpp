@@ -150,22 +150,40 @@ std::string Describe(const SoftmaxShape& s) {
   return out.str();
 }
 
-// Reaches every path of the dispatch (cuda/per_vector.cuh, and the
-// register-cached forward of cuda/softmax_kernels.cu): a warp per row
-// (C <= 1024, inner = 1), a block per row (C > 1024, inner = 1), a thread per
-// position (inner > 1, axis 0 as outer = 1), several blocks of each with
-// the last one partly idle, and no position at all.
+// Reaches every path of the dispatch (cuda/cached_row.cuh, then
+// cuda/per_vector.cuh), with the device the shim reports (an H100: 132
+// multiprocessors, 227 KiB of shared memory per block, which caches rows of
+// up to 57856 floats for one input, 28928 for two, 19285 for three, and half
+// as many doubles):
+// - inner = 1, a warp per row with the row in registers: every width of
+//   1 to 32 values per lane (C = 1, 31/32/33, 62, 100, 200, 500, 1000/1024),
+//   in vectors (C a multiple of 4 floats or 2 doubles) and not;
+// - inner = 1, a block per row in shared memory: C just above 1024 (and
+//   double's three-input rows from 513), scalar (1025) and in vectors
+//   (5000), at the three-input limit (19285) and one past it (19286);
+// - inner = 1, the multi-pass block kernel past the cache: 40000 (double,
+//   and float with two or three inputs), 60000 (float, one input);
+// - inner > 1: the channels split across the warps of a block while the
+//   positions are fewer than 132 * 1024 (the last block partly idle, the
+//   softmax over axis 0 of (1000, 256)), a thread per position beyond
+//   (140000 positions) or with C = 1;
+// - several blocks of each with the last one partly idle, and no position
+//   at all.
 std::vector<SoftmaxShape> Shapes() {
   std::vector<SoftmaxShape> shapes;
-  // 100, 200 and 500 with 1, 31, 33 and 1000 give the register-cached
-  // forward every row width it has (1, 2, 4, 8, 16 and 32 values per lane).
-  for (int c : {1, 31, 32, 33, 100, 200, 500, 1000, 1024, 1025, 5000, 40000}) {
+  for (int c : {1, 31, 32, 33, 62, 100, 200, 500, 1000, 1024, 1025, 5000,
+                40000}) {
     shapes.push_back({c <= 1024 ? 19 : (c <= 5000 ? 5 : 2), c, 1});
     shapes.push_back({2, c, c <= 1024 ? 7 : 3});
   }
-  shapes.push_back({1, 33, 300});  // axis 0: one outer, two blocks of threads
-  shapes.push_back({100, 33, 1});  // 13 blocks of 8 warps
-  shapes.push_back({2, 5, 500});   // 4 blocks of threads
+  shapes.push_back({2, 19285, 1});
+  shapes.push_back({2, 19286, 1});
+  shapes.push_back({2, 60000, 1});
+  shapes.push_back({1, 33, 300});  // axis 0: one outer, ten blocks of 32
+  shapes.push_back({1, 1000, 256});  // axis 0 of (1000, 256)
+  shapes.push_back({1, 3, 140000});  // enough positions for one thread each
+  shapes.push_back({100, 33, 1});  // 25 blocks of 4 warps
+  shapes.push_back({2, 5, 500});   // C split over 4 warps
   shapes.push_back({0, 10, 1});
   shapes.push_back({0, 2000, 1});
   shapes.push_back({0, 10, 4});
@@ -525,18 +543,13 @@ TYPED_TEST(GpuKernelsEmulated, DistillationMatchesCpu) {
                        (ignore.enabled ? ", ignore_label" : "") +
                        (special ? ", NaN/inf logits" : ""));
           const Dtype beta = 0.4;
-          const BetaView<Dtype> view = {&beta, 0, 0};
           const std::vector<Dtype> student = Logits<Dtype>(s, &rng, special);
           const std::vector<Dtype> teacher = Logits<Dtype>(s, &rng, false);
           const std::vector<Dtype> labels =
               Labels<Dtype>(s, ignore, with_label && special, &rng);
 
           const int n = s.count(), positions = s.positions();
-          std::vector<Dtype> q(n), log_q(n), p(n), log_p(n);
-          LogSoftmaxForwardCPU(s, student.data(), view, log_q.data(),
-                               q.data());
-          LogSoftmaxForwardCPU(s, teacher.data(), view, log_p.data(),
-                               p.data());
+          std::vector<Dtype> q(n), p(n);
           std::vector<Dtype> valid(positions, 1), invalid(positions, 0);
           for (int pos = 0; with_label && pos < positions; ++pos) {
             const LabelKind kind = ClassifyLabel(labels[pos], s.channels,
@@ -545,8 +558,10 @@ TYPED_TEST(GpuKernelsEmulated, DistillationMatchesCpu) {
             invalid[pos] = kind == kLabelInvalid;
           }
           std::vector<Dtype> kl(positions);
-          DistillationKlCPU(s, p.data(), log_p.data(), log_q.data(),
-                            valid.data(), kl.data());
+          std::vector<DistillationRow<Dtype> > rows(positions);
+          DistillationForwardCPU(s, beta, student.data(), teacher.data(),
+                                 valid.data(), q.data(), p.data(), kl.data(),
+                                 rows.data());
 
           const Guarded<Dtype> student_gpu(student), teacher_gpu(teacher),
               labels_gpu(labels);

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from scipy.special import log_softmax
 import pytest
 
 from caffe_temperature import _cli
@@ -476,6 +477,24 @@ def test_minus_inf_logit_is_a_zero_probability(make_net: NetFactory, layer: str,
     if layer == "SoftmaxWithInfogainLoss":
         # run_layer's H weighs every class: -H[l, 3] log 0 = +inf.
         assert loss == np.inf, loss
+
+
+@pytest.mark.parametrize("shape", [SHAPE, SHAPE_4D], ids=["inner=1", "inner=6"])
+def test_masked_class_in_distillation(make_net: NetFactory, shape: tuple[int, ...]) -> None:
+    """A -inf student logit where the teacher puts mass makes KL(p || q) +inf; a
+    -inf teacher logit adds 0 log 0 = 0, and the loss is the KL of the rest."""
+    student, _ = poisoned(shape, -np.inf)
+    assert run_layer(make_net, "SoftmaxWithDistillationLoss", shape, student)[2] == np.inf
+    teacher, _ = poisoned(shape, -np.inf, seed=7)
+    x = logits(shape)
+    _, grad, loss = run_layer(make_net, "SoftmaxWithDistillationLoss", shape, x, teacher=teacher)
+    beta = 0.5  # kd_net's
+    log_p, log_q = log_softmax(beta * teacher.astype(np.float64), axis=1), log_softmax(beta * x, axis=1)
+    p = np.exp(log_p)
+    terms = np.where(p > 0, p * (log_p - log_q), 0.0)
+    positions = x.size // x.shape[1]
+    assert loss == pytest.approx(terms.sum() / beta**2 / positions, rel=1e-5)
+    assert np.isfinite(grad).all()
 
 
 # --------------------------------------------------------------------------
