@@ -51,16 +51,21 @@ template <typename T>
 bool SameBits(T a, T b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }
 
 // n values between two poisoned guard zones; HIP-CPU's device memory is host
-// memory, so the kernels take these pointers as they are.
+// memory, so the kernels take these pointers as they are. The values start
+// 16-byte aligned, as cudaMalloc's do, unless `shift` (in elements) moves
+// them off, as a pointer into the middle of a blob may be.
 template <typename T>
 class Guarded {
  public:
-  explicit Guarded(int64_t n) : n_(n), storage_(n + 2 * kGuard, Poison<T>()) {}
-  explicit Guarded(const std::vector<T>& values) : Guarded(values.size()) {
+  explicit Guarded(int64_t n, int shift = 0)
+      : n_(n), front_(kGuard + shift),
+        storage_(n + 2 * kGuard + shift, Poison<T>()) {}
+  explicit Guarded(const std::vector<T>& values, int shift = 0)
+      : Guarded(values.size(), shift) {
     std::copy(values.begin(), values.end(), data());
   }
-  T* data() { return storage_.data() + kGuard; }
-  const T* data() const { return storage_.data() + kGuard; }
+  T* data() { return storage_.data() + front_; }
+  const T* data() const { return storage_.data() + front_; }
   int64_t size() const { return n_; }
   T operator[](int64_t i) const { return data()[i]; }
   std::vector<T> values() const {
@@ -68,12 +73,14 @@ class Guarded {
   }
 
   ::testing::AssertionResult GuardsIntact() const {
-    for (int g = 0; g < kGuard; ++g) {
+    for (int g = 0; g < front_; ++g) {
       if (!SameBits(storage_[g], Poison<T>())) {
         return ::testing::AssertionFailure()
-               << "write before the buffer, at index " << g - kGuard;
+               << "write before the buffer, at index " << g - front_;
       }
-      if (!SameBits(storage_[kGuard + n_ + g], Poison<T>())) {
+    }
+    for (int g = 0; g < kGuard; ++g) {
+      if (!SameBits(storage_[front_ + n_ + g], Poison<T>())) {
         return ::testing::AssertionFailure()
                << "write past the end of the buffer, at index " << n_ + g;
       }
@@ -83,6 +90,7 @@ class Guarded {
 
  private:
   int64_t n_;
+  int front_;
   std::vector<T> storage_;
 };
 
@@ -327,6 +335,44 @@ TYPED_TEST(GpuKernelsEmulated, SoftmaxFamilyMatchesCpu) {
         RowSumsGPU(layout.count, cols, grad_gpu.data(), beta_grad_gpu.data());
         EXPECT_TRUE(Agree(beta_grad, beta_grad_gpu)) << "RowSums of beta";
       }
+    }
+  }
+}
+
+// Rows whose C allows vectors but whose pointers are one element off a
+// 16-byte boundary take the scalar loads (cuda/cached_row.cuh); with only
+// the output off, too.
+TYPED_TEST(GpuKernelsEmulated, MisalignedRowsMatchCpu) {
+  typedef TypeParam Dtype;
+  std::mt19937 rng(7);
+  for (const SoftmaxShape& s : {SoftmaxShape{9, 100, 1},
+                                SoftmaxShape{3, 1000, 1},
+                                SoftmaxShape{3, 5000, 1}}) {
+    for (int input_shift : {1, 0}) {
+      SCOPED_TRACE(Describe(s) + ", inputs shifted by " +
+                   std::to_string(input_shift));
+      const std::vector<Dtype> x = Logits<Dtype>(s, &rng, false);
+      const std::vector<Dtype> dy = Uniform<Dtype>(s.count(), -1, 1, &rng);
+      const Guarded<Dtype> beta(Uniform<Dtype>(s.outer, 0.2, 3, &rng));
+      const BetaView<Dtype> view = {beta.data(), 1, 0};
+      std::vector<Dtype> y(s.count()), dx(s.count()), grad(s.positions());
+      SoftmaxForwardCPU(s, x.data(), view, y.data());
+      SoftmaxBackwardCPU(s, y.data(), dy.data(), view, dx.data());
+      SoftmaxBetaGradientCPU(s, x.data(), y.data(), dy.data(), grad.data());
+
+      const Guarded<Dtype> x_gpu(x, input_shift), y_in(y, input_shift),
+          dy_in(dy, input_shift);
+      Guarded<Dtype> y_gpu(s.count(), 1), dx_gpu(s.count(), 1),
+          dx_fused(s.count(), 1), grad_gpu(s.positions());
+      SoftmaxForwardGPU(s, x_gpu.data(), view, y_gpu.data());
+      EXPECT_TRUE(Agree(y, y_gpu)) << "SoftmaxForward";
+      SoftmaxBackwardGPU(s, y_in.data(), dy_in.data(), view, dx_gpu.data());
+      EXPECT_TRUE(Agree(dx, dx_gpu)) << "SoftmaxBackward";
+      SoftmaxBackwardWithBetaGradientGPU(s, x_gpu.data(), y_in.data(),
+                                         dy_in.data(), view, dx_fused.data(),
+                                         grad_gpu.data());
+      EXPECT_TRUE(Agree(dx, dx_fused)) << "dx, fused with beta gradient";
+      EXPECT_TRUE(Agree(grad, grad_gpu)) << "beta gradient, fused";
     }
   }
 }
