@@ -140,7 +140,9 @@ struct BlockRow {
   __device__ void Load(const Dtype* row) {
     const Pack<Dtype, V>* from = reinterpret_cast<const Pack<Dtype, V>*>(row);
     Pack<Dtype, V>* to = Chunks(I);
-    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) to[q] = from[q];
+    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
+      to[q] = from[q];
+    }
   }
 
   template <typename F>

@@ -31,12 +31,18 @@ __device__ __forceinline__ void InputGradient(const Group& g, const Vector& v,
   ForEach(g, v, [&](int64_t k, int) { dx[k] = b * y[k] * (dy[k] - dot); });
 }
 
-template <typename Dtype>
+// Each op has two call operators: one on a row cached on chip
+// (cached_row.cuh), one on a vector read from global memory as often as it
+// needs (per_vector.cuh); LaunchSoftmax picks one.
+template <typename D>
 struct ForwardOp {
+  typedef D Dtype;
+  static const int kInputs = 1;
   const Dtype* x;
   BetaView<Dtype> beta;
   Dtype* y;      // may be NULL
   Dtype* log_y;  // may be NULL
+  bool Aligned(size_t bytes) const { return AllAligned(bytes, x, y, log_y); }
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     const Dtype m = Max(g, v, x);
@@ -51,65 +57,8 @@ struct ForwardOp {
       if (y) y[k] = Exp(z) / sum;
     });
   }
-};
-
-template <typename Dtype>
-struct BackwardOp {
-  const Dtype* y;
-  const Dtype* dy;
-  BetaView<Dtype> beta;
-  Dtype* dx;
-  template <typename Group>
-  __device__ void operator()(const Group& g, const Vector& v) const {
-    const Dtype dot = Reduce(g, v, Dtype(0), SumOp(),
-                             [&](int64_t k, int) { return dy[k] * y[k]; });
-    InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
-  }
-};
-
-// The gradients to beta and to x in one pass over x, y and dy (after the
-// max of x): the beta gradient
-//   sum_c dy_c y_c (d_c - E_y[d]) = sum_c dy_c y_c d_c - dot E_y[d],
-// with dot = sum_c dy_c y_c and d = x - m for any shift m, needs the same dot
-// as dx; shifting by the max keeps the two terms from cancelling at the size
-// of |x|.
-template <typename Dtype>
-struct BackwardWithBetaGradientOp {
-  const Dtype* x;
-  const Dtype* y;
-  const Dtype* dy;
-  BetaView<Dtype> beta;
-  Dtype* dx;  // may be NULL
-  Dtype* position_grad;
-  template <typename Group>
-  __device__ void operator()(const Group& g, const Vector& v) const {
-    const Dtype m = Max(g, v, x);
-    Dtype dot = 0, mean = 0, dot_d = 0;
-    ForEach(g, v, [&](int64_t k, int) {
-      const Dtype d = x[k] - m, dy_y = dy[k] * y[k];
-      dot += dy_y;
-      mean += y[k] * d;
-      dot_d += dy_y * d;
-    });
-    dot = g.AllReduce(dot, SumOp());
-    mean = g.AllReduce(mean, SumOp());
-    dot_d = g.AllReduce(dot_d, SumOp());
-    if (g.first == 0) position_grad[v.position] = dot_d - dot * mean;
-    if (dx) InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
-  }
-};
-
-// The softmax of one cached row (cached_row.cuh): x read once, y or log y
-// written once; without log y, exp is taken once per element.
-template <typename D>
-struct CachedForwardOp {
-  typedef D Dtype;
-  static const int kInputs = 1;
-  const Dtype* x;
-  BetaView<Dtype> beta;
-  Dtype* y;      // may be NULL
-  Dtype* log_y;  // may be NULL
-  bool Aligned(size_t bytes) const { return AllAligned(bytes, x, y, log_y); }
+  // x read once, y or log y written once; without log y, exp is taken once
+  // per element.
   template <typename Row>
   __device__ void operator()(Row& row, int64_t r) const {
     const int64_t offset = r * row.channels;
@@ -133,13 +82,13 @@ struct CachedForwardOp {
     }
     const Dtype log_sum = Log(sum);
     row.Store(log_y + offset, [&](int, Dtype z) { return z - log_sum; });
-    if (y) row.Store(y + offset, [&](int, Dtype z) { return Exp(z - log_sum); });
+    if (!y) return;
+    row.Store(y + offset, [&](int, Dtype z) { return Exp(z - log_sum); });
   }
 };
 
-// dx = b y (dy - dot(dy, y)) of one cached row: y and dy read once.
 template <typename D>
-struct CachedBackwardOp {
+struct BackwardOp {
   typedef D Dtype;
   static const int kInputs = 2;
   const Dtype* y;
@@ -147,6 +96,13 @@ struct CachedBackwardOp {
   BetaView<Dtype> beta;
   Dtype* dx;
   bool Aligned(size_t bytes) const { return AllAligned(bytes, y, dy, dx); }
+  template <typename Group>
+  __device__ void operator()(const Group& g, const Vector& v) const {
+    const Dtype dot = Reduce(g, v, Dtype(0), SumOp(),
+                             [&](int64_t k, int) { return dy[k] * y[k]; });
+    InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
+  }
+  // y and dy read once.
   template <typename Row>
   __device__ void operator()(Row& row, int64_t r) const {
     const int64_t offset = r * row.channels;
@@ -162,9 +118,14 @@ struct CachedBackwardOp {
   }
 };
 
-// BackwardWithBetaGradientOp on one cached row: x, y and dy read once.
+// The gradients to beta and to x in one pass over x, y and dy (after the
+// max of x): the beta gradient
+//   sum_c dy_c y_c (d_c - E_y[d]) = sum_c dy_c y_c d_c - dot E_y[d],
+// with dot = sum_c dy_c y_c and d = x - m for any shift m, needs the same dot
+// as dx; shifting by the max keeps the two terms from cancelling at the size
+// of |x|.
 template <typename D>
-struct CachedBackwardWithBetaGradientOp {
+struct BackwardWithBetaGradientOp {
   typedef D Dtype;
   static const int kInputs = 3;
   const Dtype* x;
@@ -176,6 +137,23 @@ struct CachedBackwardWithBetaGradientOp {
   bool Aligned(size_t bytes) const {
     return AllAligned(bytes, x, y, dy, dx);
   }
+  template <typename Group>
+  __device__ void operator()(const Group& g, const Vector& v) const {
+    const Dtype m = Max(g, v, x);
+    Dtype dot = 0, mean = 0, dot_d = 0;
+    ForEach(g, v, [&](int64_t k, int) {
+      const Dtype d = x[k] - m, dy_y = dy[k] * y[k];
+      dot += dy_y;
+      mean += y[k] * d;
+      dot_d += dy_y * d;
+    });
+    dot = g.AllReduce(dot, SumOp());
+    mean = g.AllReduce(mean, SumOp());
+    dot_d = g.AllReduce(dot_d, SumOp());
+    if (g.first == 0) position_grad[v.position] = dot_d - dot * mean;
+    if (dx) InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
+  }
+  // x, y and dy read once.
   template <typename Row>
   __device__ void operator()(Row& row, int64_t r) const {
     const int64_t offset = r * row.channels;
@@ -204,12 +182,11 @@ struct CachedBackwardWithBetaGradientOp {
   }
 };
 
-// Every softmax entry point: rows that fit on chip take the cached op, the
-// rest (inner > 1, or rows too long) the per-vector dispatch.
-template <typename Dtype, typename CachedOp, typename Op>
-void LaunchSoftmax(const SoftmaxShape& s, const CachedOp& cached,
-                   const Op& op) {
-  if (!LaunchCachedRows(s, cached)) LaunchPerVector<Dtype>(s, op);
+// Every softmax entry point: rows that fit on chip are cached, the rest
+// (inner > 1, or rows too long) take the per-vector dispatch.
+template <typename Op>
+void LaunchSoftmax(const SoftmaxShape& s, const Op& op) {
+  if (!LaunchCachedRows(s, op)) LaunchPerVector<typename Op::Dtype>(s, op);
 }
 
 // A row of a rows x cols matrix is a vector of cols channels with inner = 1.
@@ -263,18 +240,16 @@ void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
 template <typename Dtype>
 void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                           const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
-  const CachedForwardOp<Dtype> cached = {x, beta, y, log_y};
   const ForwardOp<Dtype> op = {x, beta, y, log_y};
-  LaunchSoftmax<Dtype>(shape, cached, op);
+  LaunchSoftmax(shape, op);
 }
 
 template <typename Dtype>
 void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
                         const Dtype* dy, const BetaView<Dtype>& beta,
                         Dtype* dx) {
-  const CachedBackwardOp<Dtype> cached = {y, dy, beta, dx};
   const BackwardOp<Dtype> op = {y, dy, beta, dx};
-  LaunchSoftmax<Dtype>(shape, cached, op);
+  LaunchSoftmax(shape, op);
 }
 
 template <typename Dtype>
@@ -283,11 +258,9 @@ void SoftmaxBackwardWithBetaGradientGPU(const SoftmaxShape& shape,
                                         const Dtype* dy,
                                         const BetaView<Dtype>& beta, Dtype* dx,
                                         Dtype* position_grad) {
-  const CachedBackwardWithBetaGradientOp<Dtype> cached = {
-      x, y, dy, beta, dx, position_grad};
   const BackwardWithBetaGradientOp<Dtype> op = {x, y, dy, beta, dx,
                                                 position_grad};
-  LaunchSoftmax<Dtype>(shape, cached, op);
+  LaunchSoftmax(shape, op);
 }
 
 template <typename Dtype>
