@@ -1,6 +1,8 @@
 // Built with -ffast-math -fopenmp-simd (see CMakeLists.txt): `#pragma omp simd`
-// loops then call glibc's vector exp/log (libmvec). The work of each public
-// entry point is compiled once per instruction set and picked at load time, so
+// loops then inline the float exp of vector_math.hpp, or call glibc's vector
+// exp/log (libmvec). The work of each public entry point is compiled for
+// x86-64-v4 (AVX-512), -v3 (AVX2 + FMA) and the baseline and picked at load
+// time, so
 // a build made on one machine still runs on an older one; the entry points
 // themselves split that work between OpenMP threads (parallel.hpp), outside
 // the clones, whose bodies are then vectorised for each clone's ISA.
@@ -10,17 +12,25 @@
 
 #include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
+#include "caffe_temperature/vector_math.hpp"
 
 namespace caffe_temperature {
 
 namespace {
 
 #define CT_INLINE inline __attribute__((always_inline))
-#define CT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define CT_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 // Positions processed together when inner > 1: the loops run over contiguous
 // inner positions (vectorised), and the per-position accumulators stay in L1.
 const int kStrip = 256;
+
+// The loss kernels make one pass over the channels per blob they stream:
+// wider strips give each channel a longer contiguous run (8 KiB of floats
+// instead of 1 KiB), which the hardware prefetcher needs to keep up when the
+// channel stride is large; their per-position arrays then live in L2.
+const int kLossStrip = 2048;
 
 template <typename Dtype>
 CT_INLINE Dtype BetaAt(const BetaView<Dtype>& beta, int o, int i) {
@@ -31,7 +41,7 @@ template <typename Dtype>
 CT_INLINE Dtype RowMax(const Dtype* x, int n) {
   Dtype m = x[0];
 #pragma omp simd reduction(max : m)
-  for (int c = 1; c < n; ++c) m = std::max(m, x[c]);
+  for (int c = 1; c < n; ++c) m = Larger(m, x[c]);
   return m;
 }
 
@@ -43,7 +53,7 @@ CT_INLINE void StripMax(const Dtype* x, int channels, int inner, int w,
   for (int c = 1; c < channels; ++c) {
     const Dtype* xc = x + c * inner;
 #pragma omp simd
-    for (int i = 0; i < w; ++i) m[i] = std::max(m[i], xc[i]);
+    for (int i = 0; i < w; ++i) m[i] = Larger(m[i], xc[i]);
   }
 }
 
@@ -53,27 +63,74 @@ CT_INLINE void StripBeta(const BetaView<Dtype>& beta, int o, int i0, int w,
   for (int i = 0; i < w; ++i) b[i] = BetaAt(beta, o, i0 + i);
 }
 
+// The exps of the softmax loops: ExpNonPositive where a vector is finite,
+// std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp). A
+// vector holds an infinity or a NaN exactly when the sum of its values is not
+// finite (or the sum overflowed, which only costs the slower exp): the sum
+// rides along with the max at one add per value, where testing each value's
+// bits would slow that pass down by half.
+struct FastExp {
+  template <typename Dtype>
+  Dtype operator()(Dtype v) const { return ExpNonPositive(v); }
+};
+struct IeeeExp {
+  template <typename Dtype>
+  Dtype operator()(Dtype v) const { return std::exp(v); }
+};
+
 // Writes e_c = exp(b (x_c - m)) to e (when e is not NULL) and returns sum e_c.
-template <typename Dtype>
-CT_INLINE Dtype RowExpSum(const Dtype* x, int n, Dtype b, Dtype m, Dtype* e) {
+template <typename Exp, typename Dtype>
+CT_INLINE Dtype RowExpSum(Exp exp, const Dtype* x, int n, Dtype b, Dtype m,
+                          Dtype* e) {
   Dtype sum = 0;
   if (e) {
 #pragma omp simd reduction(+ : sum)
     for (int c = 0; c < n; ++c) {
-      e[c] = std::exp(b * (x[c] - m));
+      e[c] = exp(b * (x[c] - m));
       sum += e[c];
     }
   } else {
 #pragma omp simd reduction(+ : sum)
-    for (int c = 0; c < n; ++c) sum += std::exp(b * (x[c] - m));
+    for (int c = 0; c < n; ++c) sum += exp(b * (x[c] - m));
   }
   return sum;
 }
 
+// With m = max_c x_c: writes *max = m and e_c = exp(b (x_c - m)) to e (when
+// e is not NULL), and returns sum_c e_c.
 template <typename Dtype>
-CT_INLINE void StripExpSum(const Dtype* x, int channels, int inner, int w,
-                           const Dtype* b, const Dtype* m, Dtype* e,
-                           Dtype* sum) {
+CT_INLINE Dtype RowSoftmaxSum(const Dtype* x, int n, Dtype b, Dtype* e,
+                              Dtype* max) {
+  Dtype m = x[0], total = 0;
+#pragma omp simd reduction(max : m) reduction(+ : total)
+  for (int c = 0; c < n; ++c) {
+    m = Larger(m, x[c]);
+    total += x[c];
+  }
+  *max = m;
+  return IsSpecial(total) ? RowExpSum(IeeeExp(), x, n, b, m, e)
+                          : RowExpSum(FastExp(), x, n, b, m, e);
+}
+
+// The strip form of RowSoftmaxSum, per position i: m[i], the exps (when e is
+// not NULL) and sum[i]. All positions take the fast exp, then the few holding
+// an infinity or a NaN are redone with std::exp, channel by channel as the
+// fast pass sums them.
+template <typename Dtype>
+CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
+                                int w, const Dtype* b, Dtype* m, Dtype* e,
+                                Dtype* sum) {
+  alignas(64) Dtype total[kLossStrip];
+  std::copy(x, x + w, m);
+  std::fill(total, total + w, Dtype(0));
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* xc = x + c * inner;
+#pragma omp simd
+    for (int i = 0; i < w; ++i) {
+      m[i] = Larger(m[i], xc[i]);
+      total[i] += xc[i];
+    }
+  }
   std::fill(sum, sum + w, Dtype(0));
   for (int c = 0; c < channels; ++c) {
     const Dtype* xc = x + c * inner;
@@ -81,12 +138,23 @@ CT_INLINE void StripExpSum(const Dtype* x, int channels, int inner, int w,
       Dtype* ec = e + c * inner;
 #pragma omp simd
       for (int i = 0; i < w; ++i) {
-        ec[i] = std::exp(b[i] * (xc[i] - m[i]));
+        ec[i] = ExpNonPositive(b[i] * (xc[i] - m[i]));
         sum[i] += ec[i];
       }
     } else {
 #pragma omp simd
-      for (int i = 0; i < w; ++i) sum[i] += std::exp(b[i] * (xc[i] - m[i]));
+      for (int i = 0; i < w; ++i) {
+        sum[i] += ExpNonPositive(b[i] * (xc[i] - m[i]));
+      }
+    }
+  }
+  for (int i = 0; i < w; ++i) {
+    if (!IsSpecial(total[i])) continue;
+    sum[i] = 0;
+    for (int c = 0; c < channels; ++c) {
+      const Dtype v = std::exp(b[i] * (x[c * inner + i] - m[i]));
+      if (e) e[c * inner + i] = v;
+      sum[i] += v;
     }
   }
 }
@@ -100,8 +168,9 @@ CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, int begin, int end,
     for (int o = begin; o < end; ++o) {
       const Dtype* xo = x + o * C;
       Dtype* yo = y + o * C;
+      Dtype m;
       const Dtype inv =
-          Dtype(1) / RowExpSum(xo, C, BetaAt(beta, o, 0), RowMax(xo, C), yo);
+          Dtype(1) / RowSoftmaxSum(xo, C, BetaAt(beta, o, 0), yo, &m);
 #pragma omp simd
       for (int c = 0; c < C; ++c) yo[c] *= inv;
     }
@@ -114,9 +183,8 @@ CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, int begin, int end,
     const int w = std::min(kStrip, inner - i0);
     const Dtype* xs = x + o * C * inner + i0;
     Dtype* ys = y + o * C * inner + i0;
-    StripMax(xs, C, inner, w, m);
     StripBeta(beta, o, i0, w, b);
-    StripExpSum(xs, C, inner, w, b, m, ys, sum);
+    StripSoftmaxSums(xs, C, inner, w, b, m, ys, sum);
     for (int i = 0; i < w; ++i) sum[i] = Dtype(1) / sum[i];
     for (int c = 0; c < C; ++c) {
       Dtype* yc = ys + c * inner;
@@ -137,8 +205,9 @@ CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, int begin,
       const Dtype* xo = x + o * C;
       Dtype* lo = log_y + o * C;
       Dtype* yo = y ? y + o * C : NULL;
-      const Dtype b = BetaAt(beta, o, 0), m = RowMax(xo, C);
-      const Dtype sum = RowExpSum(xo, C, b, m, yo);
+      const Dtype b = BetaAt(beta, o, 0);
+      Dtype m;
+      const Dtype sum = RowSoftmaxSum(xo, C, b, yo, &m);
       const Dtype log_sum = std::log(sum), inv = Dtype(1) / sum;
 #pragma omp simd
       for (int c = 0; c < C; ++c) lo[c] = b * (xo[c] - m) - log_sum;
@@ -158,9 +227,8 @@ CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, int begin,
     const Dtype* xs = x + offset;
     Dtype* ls = log_y + offset;
     Dtype* ys = y ? y + offset : NULL;
-    StripMax(xs, C, inner, w, m);
     StripBeta(beta, o, i0, w, b);
-    StripExpSum(xs, C, inner, w, b, m, ys, sum);
+    StripSoftmaxSums(xs, C, inner, w, b, m, ys, sum);
 #pragma omp simd
     for (int i = 0; i < w; ++i) {
       log_sum[i] = std::log(sum[i]);
@@ -298,11 +366,6 @@ CT_INLINE void StripLabelRows(const int* label_rows, int channels,
 //                                      + sum_c H[l, c] (m - x_c)
 // needs no log-probability blob, and for H >= 0 both terms are >= 0, so
 // nothing cancels.
-// The loss kernels make one pass over the channels per blob they stream:
-// wider strips give each channel a longer contiguous run (8 KiB of floats
-// instead of 1 KiB), which the hardware prefetcher needs to keep up when the
-// channel stride is large; their per-position arrays then live in L2.
-const int kLossStrip = 2048;
 
 // Far above any real logit gap m - x: only a -inf logit (a masked class)
 // reaches it.
@@ -317,7 +380,7 @@ CT_INLINE Dtype GapCap() {
 // a cap a finite value may exceed.
 template <typename Dtype>
 CT_INLINE Dtype GapToMax(Dtype m, Dtype x) {
-  return std::min(m - x, GapCap<Dtype>());
+  return Smaller(m - x, GapCap<Dtype>());
 }
 
 // h where the gap reached the cap, else 0. The term is then -h log 0, +inf
@@ -345,8 +408,8 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
     for (int o = begin; o < end; ++o) {
       const Dtype* xo = x + o * C;
       Dtype* po = prob + o * C;
-      const Dtype m = RowMax(xo, C);
-      const Dtype sum = RowExpSum(xo, C, Dtype(1), m, po);
+      Dtype m;
+      const Dtype sum = RowSoftmaxSum(xo, C, Dtype(1), po, &m);
       const Dtype inv = Dtype(1) / sum;
 #pragma omp simd
       for (int c = 0; c < C; ++c) po[c] *= inv;
@@ -360,8 +423,8 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
       for (int c = 0; c < C; ++c) {
         dot += h[c] * GapToMax(m, xo[c]);
         const Dtype weight = InfiniteTermWeight(h[c], m, xo[c]);
-        most = std::max(most, weight);
-        least = std::min(least, weight);
+        most = Larger(most, weight);
+        least = Smaller(least, weight);
       }
       item_loss[o] = sum_rows_H[row / C] * std::log(sum) + dot;
     }
@@ -381,8 +444,7 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
     Dtype* ps = prob + o * C * inner + i0;
     StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
                    weight, row_sum);
-    StripMax(xs, C, inner, w, m);
-    StripExpSum(xs, C, inner, w, ones, m, ps, sum);
+    StripSoftmaxSums(xs, C, inner, w, ones, m, ps, sum);
     Dtype strip_loss = 0;
 #pragma omp simd reduction(+ : strip_loss)
     for (int i = 0; i < w; ++i) {
@@ -401,8 +463,8 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
         // weight 0: an ignored position has no infinite term.
         const Dtype infinite =
             InfiniteTermWeight(weight[i] * hc[rows[i]], m[i], xc[i]);
-        most = std::max(most, infinite);
-        least = std::min(least, infinite);
+        most = Larger(most, infinite);
+        least = Smaller(least, infinite);
       }
     }
 #pragma omp simd reduction(+ : strip_loss)
@@ -462,39 +524,16 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
   }
 }
 
-// Writes the largest and the smallest value of each position of a strip.
-template <typename Dtype>
-CT_INLINE void StripExtremes(const Dtype* x, int channels, int inner, int w,
-                             Dtype* most, Dtype* least) {
-  std::copy(x, x + w, most);
-  std::copy(x, x + w, least);
-  for (int c = 1; c < channels; ++c) {
-    const Dtype* xc = x + c * inner;
-#pragma omp simd
-    for (int i = 0; i < w; ++i) {
-      most[i] = std::max(most[i], xc[i]);
-      least[i] = std::min(least[i], xc[i]);
-    }
-  }
-}
-
-// Whether the logits between `least` and `most` include -inf (a masked
-// class): a gap no finite logits reach, for the reason GapCap gives.
-template <typename Dtype>
-CT_INLINE Dtype HasMaskedClass(Dtype most, Dtype least) {
-  return most - least >= GapCap<Dtype>() ? Dtype(1) : Dtype(0);
-}
-
 // One class of the distillation forward: stores the unnormalised exps of the
 // teacher's and the student's scaled, shifted logits, and adds to their sums
 // and to the KL's cross term sum_c e^a_c (a_c - b_c).
-template <typename Dtype>
-CT_INLINE void DistillationClassTerms(Dtype beta, Dtype t, Dtype max_t,
-                                      Dtype s, Dtype max_s, Dtype* p, Dtype* q,
-                                      Dtype* sum_t, Dtype* sum_s,
-                                      Dtype* cross) {
+template <typename Exp, typename Dtype>
+CT_INLINE void DistillationClassTerms(Exp exp, Dtype beta, Dtype t,
+                                      Dtype max_t, Dtype s, Dtype max_s,
+                                      Dtype* p, Dtype* q, Dtype* sum_t,
+                                      Dtype* sum_s, Dtype* cross) {
   const Dtype a = beta * (t - max_t), b = beta * (s - max_s);
-  const Dtype ea = std::exp(a), eb = std::exp(b);
+  const Dtype ea = exp(a), eb = exp(b);
   *p = ea;
   *q = eb;
   *sum_t += ea;
@@ -503,13 +542,30 @@ CT_INLINE void DistillationClassTerms(Dtype beta, Dtype t, Dtype max_t,
 }
 
 template <typename Dtype>
-CT_INLINE DistillationRow<Dtype> DistillationRowOf(
-    Dtype max_t, Dtype least_t, Dtype max_s, Dtype least_s, Dtype sum_t,
-    Dtype sum_s, Dtype cross) {
+CT_INLINE DistillationRow<Dtype> DistillationRowOf(Dtype max_t, Dtype max_s,
+                                                   bool special, Dtype sum_t,
+                                                   Dtype sum_s, Dtype cross) {
   const Dtype log_t = std::log(sum_t), log_s = std::log(sum_s);
-  const Dtype masked = std::max(HasMaskedClass(max_t, least_t),
-                                HasMaskedClass(max_s, least_s));
-  return {cross / sum_t - log_t + log_s, masked, max_t, max_s, log_t, log_s};
+  return {cross / sum_t - log_t + log_s, Dtype(special), max_t, max_s,
+          log_t, log_s};
+}
+
+// A row's exps, sums and cross term (inner = 1).
+template <typename Exp, typename Dtype>
+CT_INLINE void DistillationRowTerms(Exp exp, int C, Dtype beta,
+                                    const Dtype* t, Dtype max_t,
+                                    const Dtype* s, Dtype max_s, Dtype* p,
+                                    Dtype* q, Dtype* sum_t, Dtype* sum_s,
+                                    Dtype* cross) {
+  Dtype st = 0, ss = 0, cr = 0;
+#pragma omp simd reduction(+ : st, ss, cr)
+  for (int c = 0; c < C; ++c) {
+    DistillationClassTerms(exp, beta, t[c], max_t, s[c], max_s, p + c, q + c,
+                           &st, &ss, &cr);
+  }
+  *sum_t = st;
+  *sum_s = ss;
+  *cross = cr;
 }
 
 template <typename Dtype>
@@ -526,19 +582,21 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
       const Dtype* to = teacher + o * C;
       Dtype* qo = q + o * C;
       Dtype* po = p + o * C;
-      Dtype max_t = to[0], least_t = to[0], max_s = so[0], least_s = so[0];
-#pragma omp simd reduction(max : max_t, max_s) reduction(min : least_t, least_s)
-      for (int c = 1; c < C; ++c) {
-        max_t = std::max(max_t, to[c]);
-        least_t = std::min(least_t, to[c]);
-        max_s = std::max(max_s, so[c]);
-        least_s = std::min(least_s, so[c]);
-      }
-      Dtype sum_t = 0, sum_s = 0, cross = 0;
-#pragma omp simd reduction(+ : sum_t, sum_s, cross)
+      Dtype max_t = to[0], max_s = so[0], total = 0;
+#pragma omp simd reduction(max : max_t, max_s) reduction(+ : total)
       for (int c = 0; c < C; ++c) {
-        DistillationClassTerms(beta, to[c], max_t, so[c], max_s, po + c,
-                               qo + c, &sum_t, &sum_s, &cross);
+        max_t = Larger(max_t, to[c]);
+        max_s = Larger(max_s, so[c]);
+        total += to[c] + so[c];
+      }
+      const bool special = IsSpecial(total);
+      Dtype sum_t, sum_s, cross;
+      if (special) {
+        DistillationRowTerms(IeeeExp(), C, beta, to, max_t, so, max_s, po, qo,
+                             &sum_t, &sum_s, &cross);
+      } else {
+        DistillationRowTerms(FastExp(), C, beta, to, max_t, so, max_s, po, qo,
+                             &sum_t, &sum_s, &cross);
       }
       const Dtype inv_t = Dtype(1) / sum_t, inv_s = Dtype(1) / sum_s;
 #pragma omp simd
@@ -546,21 +604,29 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
         po[c] *= inv_t;
         qo[c] *= inv_s;
       }
-      rows[o] = DistillationRowOf(max_t, least_t, max_s, least_s, sum_t,
-                                  sum_s, cross);
+      rows[o] = DistillationRowOf(max_t, max_s, special, sum_t, sum_s, cross);
     }
     return;
   }
-  alignas(64) Dtype max_t[kLossStrip], least_t[kLossStrip],
-      max_s[kLossStrip], least_s[kLossStrip], sum_t[kLossStrip],
-      sum_s[kLossStrip], cross[kLossStrip];
+  alignas(64) Dtype max_t[kLossStrip], max_s[kLossStrip], total[kLossStrip],
+      sum_t[kLossStrip], sum_s[kLossStrip], cross[kLossStrip];
   for (int t = begin; t < end; ++t) {
     int o, i0;
     StripOf(t, inner, kLossStrip, &o, &i0);
     const int w = std::min(kLossStrip, inner - i0);
     const int offset = o * C * inner + i0;
-    StripExtremes(teacher + offset, C, inner, w, max_t, least_t);
-    StripExtremes(student + offset, C, inner, w, max_s, least_s);
+    std::copy(teacher + offset, teacher + offset + w, max_t);
+    std::copy(student + offset, student + offset + w, max_s);
+    std::fill(total, total + w, Dtype(0));
+    for (int c = 0; c < C; ++c) {
+      const int at = offset + c * inner;
+#pragma omp simd
+      for (int i = 0; i < w; ++i) {
+        max_t[i] = Larger(max_t[i], teacher[at + i]);
+        max_s[i] = Larger(max_s[i], student[at + i]);
+        total[i] += teacher[at + i] + student[at + i];
+      }
+    }
     std::fill(sum_t, sum_t + w, Dtype(0));
     std::fill(sum_s, sum_s + w, Dtype(0));
     std::fill(cross, cross + w, Dtype(0));
@@ -568,16 +634,26 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
       const int at = offset + c * inner;
 #pragma omp simd
       for (int i = 0; i < w; ++i) {
-        DistillationClassTerms(beta, teacher[at + i], max_t[i],
+        DistillationClassTerms(FastExp(), beta, teacher[at + i], max_t[i],
                                student[at + i], max_s[i], p + at + i,
                                q + at + i, sum_t + i, sum_s + i, cross + i);
       }
     }
     DistillationRow<Dtype>* strip_rows = rows + o * inner + i0;
     for (int i = 0; i < w; ++i) {
-      strip_rows[i] = DistillationRowOf(max_t[i], least_t[i], max_s[i],
-                                        least_s[i], sum_t[i], sum_s[i],
-                                        cross[i]);
+      const bool special = IsSpecial(total[i]);
+      if (special) {
+        // Redone with IEEE exps, channel by channel as above.
+        sum_t[i] = sum_s[i] = cross[i] = 0;
+        for (int c = 0; c < C; ++c) {
+          const int j = offset + c * inner + i;
+          DistillationClassTerms(IeeeExp(), beta, teacher[j], max_t[i],
+                                 student[j], max_s[i], p + j, q + j,
+                                 sum_t + i, sum_s + i, cross + i);
+        }
+      }
+      strip_rows[i] = DistillationRowOf(max_t[i], max_s[i], special,
+                                        sum_t[i], sum_s[i], cross[i]);
       sum_t[i] = Dtype(1) / sum_t[i];
       sum_s[i] = Dtype(1) / sum_s[i];
     }

@@ -1,6 +1,7 @@
-// Built with -ffast-math and OpenMP, as src/softmax_kernels.cpp is: the
-// `#pragma omp simd` loops then call glibc's vector exp (libmvec), and each
-// entry point is compiled for AVX-512, AVX2 and SSE2 and picked at load time.
+// Built with -ffast-math and OpenMP, as src/softmax_kernels.cpp is, with the
+// kernels' exp (vector_math.hpp) inlined into its `#pragma omp simd` loops,
+// and each entry point compiled for x86-64-v4 (AVX-512), -v3 (AVX2 + FMA) and
+// the baseline, picked at load time.
 // The blocks are shared between OpenMP's threads as the kernels share their
 // rows (ParallelRanges: omp_get_max_threads(), which the benchmark sets as it
 // sets the plugin's; small blobs on one thread), so that the limit of N threads
@@ -12,23 +13,27 @@
 #include <cstdint>
 
 #include "caffe_temperature/parallel.hpp"
+#include "caffe_temperature/vector_math.hpp"
 
 namespace caffe_temperature_native {
 
 namespace {
 
 #define CTN_INLINE inline __attribute__((always_inline))
-#define CTN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define CTN_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 template <typename Dtype>
 CTN_INLINE void SoftmaxBlock(const Dtype* x, Dtype* y, std::ptrdiff_t n) {
   Dtype m = x[0];
 #pragma omp simd reduction(max : m)
-  for (std::ptrdiff_t i = 1; i < n; ++i) m = std::max(m, x[i]);
+  for (std::ptrdiff_t i = 1; i < n; ++i) {
+    m = caffe_temperature::Larger(m, x[i]);
+  }
   Dtype sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (std::ptrdiff_t i = 0; i < n; ++i) {
-    y[i] = std::exp(x[i] - m);
+    y[i] = caffe_temperature::ExpNonPositive(x[i] - m);
     sum += y[i];
   }
   const Dtype scale = Dtype(1) / sum;
