@@ -28,6 +28,7 @@
 
 #include "caffe_temperature/softmax_kernels.hpp"
 #include "launch.cuh"
+#include "per_vector.cuh"
 #include "reduce.cuh"
 
 // A block's dynamic shared memory as `type* name`: one extern array per
@@ -140,6 +141,9 @@ struct BlockRow {
   __device__ void Load(const Dtype* row) {
     const Pack<Dtype, V>* from = reinterpret_cast<const Pack<Dtype, V>*>(row);
     Pack<Dtype, V>* to = Chunks(I);
+    // Unrolled so that a thread has several loads in flight before its
+    // first store to shared memory waits for one.
+#pragma unroll 4
     for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
       to[q] = from[q];
     }
@@ -300,6 +304,14 @@ bool LaunchCachedRows(const SoftmaxShape& s, const Op& op) {
     LaunchBlockCachedRows<Op, 1>(s, op, bytes);
   }
   return true;
+}
+
+// The one dispatch of the three layers' row operations: an op with both
+// call operators, the cached row's and per_vector.cuh's, runs cached where
+// inner == 1 and the row fits, else on the per-vector paths.
+template <typename Op>
+void LaunchRowOp(const SoftmaxShape& s, const Op& op) {
+  if (!LaunchCachedRows(s, op)) LaunchPerVector<typename Op::Dtype>(s, op);
 }
 
 }  // namespace caffe_temperature

@@ -1,9 +1,10 @@
-// SoftmaxWithDistillationLoss on the device, on the dispatch of
-// per_vector.cuh: the forward pass of one position computes both softmaxes,
-// the KL divergence and the label's verdict, reading the logits three times
-// and keeping log p and log q in registers.
+// SoftmaxWithDistillationLoss on the device: the forward pass of one
+// position computes both softmaxes, the KL divergence and the label's
+// verdict, reading the logits once where the two rows fit on chip
+// (cached_row.cuh) and three times elsewhere (per_vector.cuh).
 #include <cstdint>
 
+#include "cached_row.cuh"
 #include "caffe_temperature/gpu_kernels.hpp"
 #include "device_math.cuh"
 #include "per_vector.cuh"
@@ -12,8 +13,11 @@ namespace caffe_temperature {
 
 namespace {
 
-template <typename Dtype>
+// On a cached row the logits are read once, q and p written once.
+template <typename D>
 struct DistillationForwardOp {
+  typedef D Dtype;
+  static const int kInputs = 2;
   Dtype beta;
   const Dtype* student;
   const Dtype* teacher;
@@ -23,6 +27,10 @@ struct DistillationForwardOp {
   Dtype* p;
   Dtype* stats;  // 3 x positions
   int64_t positions;
+  bool Aligned(size_t bytes) const {
+    return AllAligned(bytes, student, teacher, q, p);
+  }
+
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     Dtype max_s = -INFINITY, max_t = -INFINITY;
@@ -43,15 +51,57 @@ struct DistillationForwardOp {
     ForEach(g, v, [&](int64_t k, int) {
       const Dtype log_q = beta * (student[k] - max_s) - log_sum_s;
       const Dtype log_p = beta * (teacher[k] - max_t) - log_sum_t;
-      const Dtype p_k = Exp(log_p);
       q[k] = Exp(log_q);
-      p[k] = p_k;
-      // 0 log 0 = 0; log p may be -inf where p underflowed. != 0, not > 0:
-      // a NaN teacher probability must reach the loss.
-      if (p_k != 0) kl += p_k * (log_p - log_q);
+      p[k] = KlTerm(log_p, log_q, &kl);
     });
     kl = g.AllReduce(kl, SumOp());
-    if (g.first != 0) return;
+    if (g.first == 0) Record(v, kl);
+  }
+
+  template <typename Row>
+  __device__ void operator()(Row& row, int64_t r) const {
+    const Vector v = RowVector(r, row.channels);
+    row.template Load<0>(student + v.offset);
+    row.template Load<1>(teacher + v.offset);
+    Dtype max_s = -INFINITY, max_t = -INFINITY;
+    row.ForEach([&](int, Dtype& s_c, Dtype& t_c) {
+      max_s = MaxOp()(max_s, s_c);
+      max_t = MaxOp()(max_t, t_c);
+    });
+    max_s = row.AllReduce(max_s, MaxOp());
+    max_t = row.AllReduce(max_t, MaxOp());
+    Dtype sum_s = 0, sum_t = 0;
+    row.ForEach([&](int, Dtype& s_c, Dtype& t_c) {
+      // The cached logits become log q + log S_s and log p + log S_t.
+      s_c = beta * (s_c - max_s);
+      t_c = beta * (t_c - max_t);
+      sum_s += Exp(s_c);
+      sum_t += Exp(t_c);
+    });
+    const Dtype log_sum_s = Log(row.AllReduce(sum_s, SumOp()));
+    const Dtype log_sum_t = Log(row.AllReduce(sum_t, SumOp()));
+    row.Store(q + v.offset,
+              [&](int, Dtype z_s, Dtype) { return Exp(z_s - log_sum_s); });
+    Dtype kl = 0;
+    row.Store(p + v.offset, [&](int, Dtype z_s, Dtype z_t) {
+      return KlTerm(z_t - log_sum_t, z_s - log_sum_s, &kl);
+    });
+    kl = row.AllReduce(kl, SumOp());
+    if (row.Leader()) Record(v, kl);
+  }
+
+ private:
+  // Adds p (log p - log q) to *kl and returns p.
+  __device__ static Dtype KlTerm(Dtype log_p, Dtype log_q, Dtype* kl) {
+    const Dtype p_c = Exp(log_p);
+    // 0 log 0 = 0; log p may be -inf where p underflowed. != 0, not > 0:
+    // a NaN teacher probability must reach the loss.
+    if (p_c != 0) *kl += p_c * (log_p - log_q);
+    return p_c;
+  }
+
+  // The position's statistics, by one thread of its group.
+  __device__ void Record(const Vector& v, Dtype kl) const {
     const LabelKind kind =
         label ? ClassifyLabel(label[v.position], v.channels, ignore)
               : kLabelValid;
@@ -85,7 +135,7 @@ void DistillationForwardGPU(const SoftmaxShape& shape, Dtype beta,
   const DistillationForwardOp<Dtype> op = {
       beta, student, teacher, label, ignore, q, p, stats,
       static_cast<int64_t>(shape.outer) * shape.inner};
-  LaunchPerVector<Dtype>(shape, op);
+  LaunchRowOp(shape, op);
 }
 
 template <typename Dtype>

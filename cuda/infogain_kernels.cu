@@ -1,8 +1,10 @@
-// SoftmaxWithInfogainLoss on the device: one pass per softmax vector (the
-// dispatch of per_vector.cuh) for the forward and one for the backward.
+// SoftmaxWithInfogainLoss on the device: one kernel for the forward (a
+// cached row where it fits, cached_row.cuh, else per_vector.cuh's passes)
+// and one for the backward, which reads prob once anyway.
 #include <climits>
 #include <cstdint>
 
+#include "cached_row.cuh"
 #include "caffe_temperature/gpu_kernels.hpp"
 #include "device_math.cuh"
 #include "per_vector.cuh"
@@ -35,15 +37,19 @@ struct InfogainTargets {
 // With m = max_c x_c and S = sum_c exp(x_c - m), the position's loss is
 //   -sum_c H[l, c] (x_c - m - log S) = sum_rows_H[l] log S - h_dot,
 //   h_dot = sum_c H[l, c] (x_c - m),
-// which needs no log-probability blob.
-template <typename Dtype>
+// which needs no log-probability blob. On a cached row x is read once.
+template <typename D>
 struct InfogainForwardOp {
+  typedef D Dtype;
+  static const int kInputs = 1;
   const Dtype* x;
   InfogainTargets<Dtype> targets;
   Dtype* prob;
   Dtype* stats;
   int64_t positions;
   int* first_bad_label;
+  bool Aligned(size_t bytes) const { return AllAligned(bytes, x, prob); }
+
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     LabelKind kind;
@@ -52,18 +58,51 @@ struct InfogainForwardOp {
     const Dtype m = Max(g, v, x);
     Dtype sum = 0, h_dot = 0;
     ForEach(g, v, [&](int64_t k, int c) {
-      const Dtype d = x[k] - m;
-      sum += Exp(d);
-      // 0 log 0 = 0: a -inf logit (a masked class) with H[l, c] = 0 adds 0;
-      // with H[l, c] > 0 the loss is +inf, as -H log 0 is.
-      if (h && h[c] != 0) h_dot += h[c] * d;
+      Accumulate(h, c, x[k] - m, &sum, &h_dot);
     });
     sum = g.AllReduce(sum, SumOp());
     h_dot = g.AllReduce(h_dot, SumOp());
     const Dtype log_sum = Log(sum);
     ForEach(g, v, [&](int64_t k, int) { prob[k] = Exp(x[k] - m - log_sum); });
-    if (g.first != 0) return;
-    stats[v.position] = h ? row_sum * log_sum - h_dot : Dtype(0);
+    if (g.first == 0) Record(v, kind, h, row_sum * log_sum - h_dot);
+  }
+
+  template <typename Row>
+  __device__ void operator()(Row& row, int64_t r) const {
+    const Vector v = RowVector(r, row.channels);
+    LabelKind kind;
+    Dtype row_sum = 0;
+    const Dtype* h = targets.Row(v, &kind, &row_sum);
+    row.template Load<0>(x + v.offset);
+    Dtype m = -INFINITY;
+    row.ForEach([&](int, Dtype& x_c) { m = MaxOp()(m, x_c); });
+    m = row.AllReduce(m, MaxOp());
+    Dtype sum = 0, h_dot = 0;
+    row.ForEach([&](int c, Dtype& x_c) {
+      Accumulate(h, c, x_c - m, &sum, &h_dot);
+    });
+    sum = row.AllReduce(sum, SumOp());
+    h_dot = row.AllReduce(h_dot, SumOp());
+    const Dtype log_sum = Log(sum);
+    row.Store(prob + v.offset,
+              [&](int, Dtype x_c) { return Exp(x_c - m - log_sum); });
+    if (row.Leader()) Record(v, kind, h, row_sum * log_sum - h_dot);
+  }
+
+ private:
+  // Adds class c, at d = x_c - m, to the sum of exps and to h_dot.
+  __device__ static void Accumulate(const Dtype* h, int c, Dtype d,
+                                    Dtype* sum, Dtype* h_dot) {
+    *sum += Exp(d);
+    // 0 log 0 = 0: a -inf logit (a masked class) with H[l, c] = 0 adds 0;
+    // with H[l, c] > 0 the loss is +inf, as -H log 0 is.
+    if (h && h[c] != 0) *h_dot += h[c] * d;
+  }
+
+  // The position's statistics, by one thread of its group.
+  __device__ void Record(const Vector& v, LabelKind kind, const Dtype* h,
+                         Dtype loss) const {
+    stats[v.position] = h ? loss : Dtype(0);
     stats[positions + v.position] = h ? Dtype(1) : Dtype(0);
     if (kind == kLabelInvalid) {
       atomicMin(first_bad_label, static_cast<int>(v.position));
@@ -107,7 +146,7 @@ void InfogainLossForwardGPU(const SoftmaxShape& shape, const Dtype* x,
   const InfogainForwardOp<Dtype> op = {x, targets, prob, stats, positions,
                                        first_bad_label};
   Launch(SetKernel<int>, 1, 1, first_bad_label, INT_MAX);
-  LaunchPerVector<Dtype>(shape, op);
+  LaunchRowOp(shape, op);
 }
 
 template <typename Dtype>

@@ -162,6 +162,11 @@ __global__ void PositionsPerBlockKernel(const SoftmaxShape s, const Op op) {
   op(idle, v);
 }
 
+// The vector of row o (inner == 1).
+__device__ inline Vector RowVector(int64_t o, int channels) {
+  return {static_cast<int>(o), 0, o, o * channels, 1, channels};
+}
+
 // inner == 1, C <= kMaxWarpRowChannels: one warp per row. Whole warps leave
 // together, so every shuffle sees the full warp.
 template <typename Op>
@@ -169,8 +174,7 @@ __global__ void RowPerWarpKernel(const SoftmaxShape s, const Op op) {
   const int64_t o = GlobalThread() / kWarpSize;
   if (o >= s.outer) return;
   const WarpGroup g = {static_cast<int>(threadIdx.x % kWarpSize)};
-  const Vector v = {static_cast<int>(o), 0, o, o * s.channels, 1, s.channels};
-  op(g, v);
+  op(g, RowVector(o, s.channels));
 }
 
 // inner == 1, C > kMaxWarpRowChannels: one block per row; every thread of
@@ -180,9 +184,7 @@ __global__ void RowPerBlockKernel(const SoftmaxShape s, const Op op) {
   __shared__ Dtype scratch[kWarpSize];
   const BlockGroup<Dtype> g = {static_cast<int>(threadIdx.x),
                                static_cast<int>(blockDim.x), scratch};
-  const int64_t o = blockIdx.x;
-  const Vector v = {static_cast<int>(o), 0, o, o * s.channels, 1, s.channels};
-  op(g, v);
+  op(g, RowVector(blockIdx.x, s.channels));
 }
 
 // How many warps share the channels of kWarpSize positions (inner > 1): 1

@@ -33,7 +33,7 @@ __device__ __forceinline__ void InputGradient(const Group& g, const Vector& v,
 
 // Each op has two call operators: one on a row cached on chip
 // (cached_row.cuh), one on a vector read from global memory as often as it
-// needs (per_vector.cuh); LaunchSoftmax picks one.
+// needs (per_vector.cuh); LaunchRowOp picks one.
 template <typename D>
 struct ForwardOp {
   typedef D Dtype;
@@ -182,13 +182,6 @@ struct BackwardWithBetaGradientOp {
   }
 };
 
-// Every softmax entry point: rows that fit on chip are cached, the rest
-// (inner > 1, or rows too long) take the per-vector dispatch.
-template <typename Op>
-void LaunchSoftmax(const SoftmaxShape& s, const Op& op) {
-  if (!LaunchCachedRows(s, op)) LaunchPerVector<typename Op::Dtype>(s, op);
-}
-
 // A row of a rows x cols matrix is a vector of cols channels with inner = 1.
 template <typename Dtype>
 struct RowSumOp {
@@ -241,7 +234,7 @@ template <typename Dtype>
 void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                           const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
   const ForwardOp<Dtype> op = {x, beta, y, log_y};
-  LaunchSoftmax(shape, op);
+  LaunchRowOp(shape, op);
 }
 
 template <typename Dtype>
@@ -249,7 +242,7 @@ void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
                         const Dtype* dy, const BetaView<Dtype>& beta,
                         Dtype* dx) {
   const BackwardOp<Dtype> op = {y, dy, beta, dx};
-  LaunchSoftmax(shape, op);
+  LaunchRowOp(shape, op);
 }
 
 template <typename Dtype>
@@ -260,7 +253,7 @@ void SoftmaxBackwardWithBetaGradientGPU(const SoftmaxShape& shape,
                                         Dtype* position_grad) {
   const BackwardWithBetaGradientOp<Dtype> op = {x, y, dy, beta, dx,
                                                 position_grad};
-  LaunchSoftmax(shape, op);
+  LaunchRowOp(shape, op);
 }
 
 template <typename Dtype>
