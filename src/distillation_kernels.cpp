@@ -50,11 +50,12 @@ void DistillationForwardCPU(const SoftmaxShape& shape, Dtype beta,
     const DistillationRow<Dtype>& row = rows[pos];
     // Ignored positions are selected away, never multiplied by 0, so their
     // NaNs stay out of the loss.
-    if (valid[pos] == 0 || row.masked == 0) {
+    if (valid[pos] == 0 || row.special == 0) {
       kl[pos] = valid[pos] != 0 ? row.kl : Dtype(0);
       continue;
     }
-    // A masked class: log p and log q from the logits, with IEEE infinities.
+    // An infinite or NaN logit: log p and log q from the logits, in IEEE
+    // arithmetic.
     const int first = pos / inner * channels * inner + pos % inner;
     Dtype sum = 0;
     for (int c = 0; c < channels; ++c) {

@@ -85,13 +85,13 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
 // for DistillationForwardCPU to finish: with a = beta * (teacher - max) and
 // b = beta * (student - max) per class, and S_t, S_s their sums of exps,
 //   KL(p || q) = sum_c p_c (a_c - b_c) - log S_t + log S_s = kl.
-// `masked` is non-zero where a teacher or student logit is -inf (a masked
-// class), where that form would meet 0 * inf: such a position's KL is
-// recomputed from the logits by code that can handle infinities.
+// `special` is non-zero where a teacher or student logit is +-inf or NaN,
+// where that form would meet 0 * inf or lose a NaN: such a position's KL is
+// recomputed from the logits by code that keeps IEEE semantics.
 template <typename Dtype>
 struct DistillationRow {
   Dtype kl;
-  Dtype masked;
+  Dtype special;
   Dtype max_teacher, max_student;
   Dtype log_sum_teacher, log_sum_student;
 };
