@@ -19,38 +19,6 @@
 
 namespace caffe_temperature {
 
-// exp(x) for finite x <= 0. Range reduction x = k ln 2 + r, |r| <= ln 2 / 2,
-// with ln 2 in two parts (the first exact in 9 bits, so k * it is exact for
-// the |k| <= 126 met here), then Cephes' degree-6 polynomial for exp(r), times
-// 2^k built in the exponent bits. x below -87.33 (exp under FLT_MIN) gives 0.
-// With FMA (the x86-64-v3 and -v4 builds) within 3 ulp of exp; in the
-// baseline SSE2 build, where fast-math may merge the two parts of ln 2, within
-// 4e-6 relative at x near -87 and 1e-6 for x > -20.
-inline float ExpNonPositive(float x) {
-  const float k = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
-  const float poly =
-      (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) *
-             r +
-         4.1665795894e-2f) *
-            r +
-        1.6666665459e-1f) *
-           r +
-       5.0000001201e-1f) *
-          (r * r) +
-      r + 1.0f;
-  const uint32_t exponent = static_cast<uint32_t>(
-      std::max(static_cast<int32_t>(k) + 127, int32_t(1)));
-  const uint32_t bits = exponent << 23;
-  float two_to_k;
-  std::memcpy(&two_to_k, &bits, sizeof two_to_k);
-  return x < -87.33f ? 0.0f : poly * two_to_k;
-}
-
-// Doubles keep glibc's vector exp: a polynomial to double precision would be
-// twice as long, and double softmaxes are for checking, not for speed.
-inline double ExpNonPositive(double x) { return std::exp(x); }
-
 // The larger and the smaller of a and b, for max and min reductions: with
 // std::max, which returns a reference, GCC 12 leaves an `omp simd
 // reduction(max : ...)` loop scalar (7x slower over a 1000-value row); a
@@ -64,6 +32,39 @@ template <typename Dtype>
 inline Dtype Smaller(Dtype a, Dtype b) {
   return b < a ? b : a;
 }
+
+// exp(x) for finite x <= 0. Range reduction x = k ln 2 + r, |r| <= ln 2 / 2,
+// with ln 2 in two parts (the first exact in 9 bits, so k * it is exact for
+// the |k| <= 126 met here), then Cephes' degree-6 polynomial for exp(r), times
+// 2^k built in the exponent bits. x below -87.33 (exp under FLT_MIN) gives 0.
+// With FMA (the x86-64-v3 and -v4 builds) within 3 ulp of exp; in the
+// baseline SSE2 build, where fast-math may merge the two parts of ln 2, within
+// 4e-6 relative at x near -87 and 1e-6 for x > -20.
+inline float ExpNonPositive(float x) {
+  // k >= -127 keeps the conversion below defined for any argument (the
+  // select, or the caller, discards what -inf and NaN give).
+  const float k = Larger(-127.0f, std::floor(x * 1.44269504088896341f + 0.5f));
+  const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+  const float poly =
+      (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) *
+             r +
+         4.1665795894e-2f) *
+            r +
+        1.6666665459e-1f) *
+           r +
+       5.0000001201e-1f) *
+          (r * r) +
+      r + 1.0f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(k) + 127)
+                        << 23;
+  float two_to_k;
+  std::memcpy(&two_to_k, &bits, sizeof two_to_k);
+  return x < -87.33f ? 0.0f : poly * two_to_k;
+}
+
+// Doubles keep glibc's vector exp: a polynomial to double precision would be
+// twice as long, and double softmaxes are for checking, not for speed.
+inline double ExpNonPositive(double x) { return std::exp(x); }
 
 // Whether x is +-inf or NaN, from its exponent bits: fast-math code may not
 // ask std::isfinite, which it folds to true.
