@@ -10,8 +10,10 @@
 // (parallel.hpp); the results are the same bits for any thread count.
 //
 // Unless said otherwise, these functions live in a translation unit built
-// with -ffast-math (so that glibc's vector exp is used): they assume finite
-// inputs and do no checking. Callers validate beta before calling them.
+// with -ffast-math (vectorised loops around vector_math.hpp): a vector that
+// holds an infinity or a NaN gets IEEE exps (the NaN policy of
+// docs/robustness.md), but nothing is checked. Callers validate beta before
+// calling them.
 
 namespace caffe_temperature {
 
