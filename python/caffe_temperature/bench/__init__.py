@@ -16,8 +16,10 @@ absolute times. Large shapes get fewer blocks.
 Every group also times, in the same turns, pycaffe's own per-call overhead (a
 net of one Input layer: read small shapes net of it) and a LIMIT row: a max
 pass, one vector-exp pass and a scaling pass over the same values (backward: a
-dot and one pass writing dx) in the plugin's compiled code (_native), on as many
-threads; every figure also reads as a multiple of it. --threads sets the
+dot and one pass writing dx) in the plugin's compiled code (_native), with the
+kernels' exp, on as many threads; every figure also reads as a multiple of it.
+The distillation group's LIMIT (x2) makes the forward passes twice, for the
+teacher's and the student's exps. --threads sets the
 plugin's OpenMP threads, BLAS's and PyTorch's alike.
 
 * softmax: speed-ups against stock Scale(1/T) + Softmax. PyTorch's
