@@ -30,7 +30,8 @@ class Mutation:
     path: str
     old: str
     new: str
-    expect_caught: bool = True
+    # Why the emulation cannot catch it, for the few it cannot.
+    invisible: str = ""
 
 
 MUTATIONS = (
@@ -43,7 +44,7 @@ MUTATIONS = (
     Mutation("missing __syncthreads before reusing the scratch (a race)",
              "cuda/reduce.cuh",
              "  __syncthreads();  // scratch may still be read", "  //",
-             expect_caught=False),
+             invisible="HIP-CPU cannot show races"),
     Mutation("off-by-one channel bound", "cuda/per_vector.cuh",
              "c < v.channels; c += g.step", "c < v.channels - 1; c += g.step"),
     Mutation("off-by-one row bound (warp per row)", "cuda/per_vector.cuh",
@@ -64,7 +65,15 @@ MUTATIONS = (
              "if (y) y[k] = Exp(z) / sum;", "if (y) y[k] = Exp(z);"),
     Mutation("warp-cached row reads past its end", "cuda/cached_row.cuh",
              "if (Column(j) >= channels) continue;\n      const Pack",
-             "const Pack"),
+             "const Pack",
+             invisible="the values read past the row are never used, and "
+                       "the guard zones are readable memory"),
+    Mutation("warp-cached row visits columns past its end",
+             "cuda/cached_row.cuh",
+             "if (Column(j) >= channels) continue;\n#pragma unroll\n"
+             "      for (int t = 0; t < V; ++t) {\n        Visit",
+             "#pragma unroll\n      for (int t = 0; t < V; ++t) {\n"
+             "        Visit"),
     Mutation("warp-cached rows: one row too many", "cuda/cached_row.cuh",
              "if (r >= rows) return;", "if (r > rows) return;"),
     Mutation("vector load unpacks the wrong value", "cuda/cached_row.cuh",
@@ -224,8 +233,9 @@ def main() -> int:
             verdict, detail = check(mutation, work, build)
             hit = verdict != "pass"
             caught += hit
-            expected += mutation.expect_caught
-            note = "" if mutation.expect_caught else " (expected to pass: HIP-CPU cannot show races)"
+            expected += not mutation.invisible
+            note = (f" (expected to pass: {mutation.invisible})"
+                    if mutation.invisible else "")
             print(f"{number:2d}. {mutation.kind} [{mutation.path}]: "
                   f"{'CAUGHT' if hit else 'missed'} ({verdict}{': ' + detail if detail else ''})"
                   f"{note} [{time.monotonic() - start:.0f} s]", flush=True)
