@@ -23,14 +23,12 @@ namespace {
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 // Positions processed together when inner > 1: the loops run over contiguous
-// inner positions (vectorised), and the per-position accumulators stay in L1.
-const int kStrip = 256;
-
-// The loss kernels make one pass over the channels per blob they stream:
-// wider strips give each channel a longer contiguous run (8 KiB of floats
-// instead of 1 KiB), which the hardware prefetcher needs to keep up when the
-// channel stride is large; their per-position arrays then live in L2.
-const int kLossStrip = 2048;
+// inner positions (vectorised), channel by channel. A strip makes one pass
+// over the channels per blob it streams, and wide strips give each channel a
+// long contiguous run (8 KiB of floats), which the hardware prefetcher needs
+// to keep up when the channel stride is large (1.2-1.3x faster than 256
+// positions at 8 x 21 x 128 x 128); the per-position arrays live in L1 or L2.
+const int kStrip = 2048;
 
 template <typename Dtype>
 CT_INLINE Dtype BetaAt(const BetaView<Dtype>& beta, int o, int i) {
@@ -120,7 +118,7 @@ template <typename Dtype>
 CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
                                 int w, const Dtype* b, Dtype* m, Dtype* e,
                                 Dtype* sum) {
-  alignas(64) Dtype total[kLossStrip];
+  alignas(64) Dtype total[kStrip];
   std::copy(x, x + w, m);
   std::fill(total, total + w, Dtype(0));
   for (int c = 0; c < channels; ++c) {
@@ -432,14 +430,14 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
     extremes[1] = least;
     return;
   }
-  alignas(64) Dtype m[kLossStrip], ones[kLossStrip], sum[kLossStrip],
-      dot[kLossStrip], weight[kLossStrip], row_sum[kLossStrip];
-  alignas(64) int rows[kLossStrip];
-  std::fill(ones, ones + kLossStrip, Dtype(1));
+  alignas(64) Dtype m[kStrip], ones[kStrip], sum[kStrip],
+      dot[kStrip], weight[kStrip], row_sum[kStrip];
+  alignas(64) int rows[kStrip];
+  std::fill(ones, ones + kStrip, Dtype(1));
   for (int t = begin; t < end; ++t) {
     int o, i0;
-    StripOf(t, inner, kLossStrip, &o, &i0);
-    const int w = std::min(kLossStrip, inner - i0);
+    StripOf(t, inner, kStrip, &o, &i0);
+    const int w = std::min(kStrip, inner - i0);
     const Dtype* xs = x + o * C * inner + i0;
     Dtype* ps = prob + o * C * inner + i0;
     StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
@@ -498,12 +496,12 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
     }
     return;
   }
-  alignas(64) Dtype weight[kLossStrip], row_sum[kLossStrip];
-  alignas(64) int rows[kLossStrip];
+  alignas(64) Dtype weight[kStrip], row_sum[kStrip];
+  alignas(64) int rows[kStrip];
   for (int t = begin; t < end; ++t) {
     int o, i0;
-    StripOf(t, inner, kLossStrip, &o, &i0);
-    const int w = std::min(kLossStrip, inner - i0);
+    StripOf(t, inner, kStrip, &o, &i0);
+    const int w = std::min(kStrip, inner - i0);
     const int offset = o * C * inner + i0;
     StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
                    weight, row_sum);
@@ -608,12 +606,12 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
     }
     return;
   }
-  alignas(64) Dtype max_t[kLossStrip], max_s[kLossStrip], total[kLossStrip],
-      sum_t[kLossStrip], sum_s[kLossStrip], cross[kLossStrip];
+  alignas(64) Dtype max_t[kStrip], max_s[kStrip], total[kStrip],
+      sum_t[kStrip], sum_s[kStrip], cross[kStrip];
   for (int t = begin; t < end; ++t) {
     int o, i0;
-    StripOf(t, inner, kLossStrip, &o, &i0);
-    const int w = std::min(kLossStrip, inner - i0);
+    StripOf(t, inner, kStrip, &o, &i0);
+    const int w = std::min(kStrip, inner - i0);
     const int offset = o * C * inner + i0;
     std::copy(teacher + offset, teacher + offset + w, max_t);
     std::copy(student + offset, student + offset + w, max_s);
@@ -773,7 +771,7 @@ Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                              const int* label_rows, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype* prob,
                              bool* plus_inf, bool* minus_inf) {
-  const int items = StripItems(shape.outer, shape.inner, kLossStrip);
+  const int items = StripItems(shape.outer, shape.inner, kStrip);
   std::vector<Dtype> item_loss(items);
   Dtype most = 0, least = 0;
   ParallelRanges(items, shape.count(), [&](int begin, int end) {
@@ -799,7 +797,7 @@ template <typename Dtype>
 void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                              const int* label_rows, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx) {
-  ParallelRanges(StripItems(shape.outer, shape.inner, kLossStrip),
+  ParallelRanges(StripItems(shape.outer, shape.inner, kStrip),
                  shape.count(), [&](int begin, int end) {
                    InfogainLossBackwardClone(shape, begin, end, prob,
                                              label_rows, H, sum_rows_H, scale,
@@ -812,7 +810,7 @@ void DistillationSoftmaxesCPU(const SoftmaxShape& shape, Dtype beta,
                               const Dtype* student, const Dtype* teacher,
                               Dtype* q, Dtype* p,
                               DistillationRow<Dtype>* rows) {
-  ParallelRanges(StripItems(shape.outer, shape.inner, kLossStrip),
+  ParallelRanges(StripItems(shape.outer, shape.inner, kStrip),
                  shape.count(), [&](int begin, int end) {
                    DistillationSoftmaxesClone(shape, begin, end, beta, student,
                                               teacher, q, p, rows);
