@@ -88,6 +88,10 @@ def json_document(settings: Settings, thread_counts: list[int], results: list[Re
 
 
 Series = Iterator[tuple[str, list[tuple[float, float]]]]
+# matplotlib's tab10, then the same colours dashed, dotted, dash-dotted.
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+DASHES = ("-", "--", ":", "-.")
 
 
 def size_series(results: list[Result], field: str) -> Series:
@@ -103,18 +107,24 @@ def thread_series(results: list[Result], field: str) -> Series:
         yield f"{name} {shape}", sorted((r.threads, getattr(r, field)) for r in mine)
 
 
+def line_style(index: int) -> dict[str, object]:
+    """A colour and a dash per series: a group may draw more lines than one colour cycle has."""
+    palette = COLOURS[index % len(COLOURS)]
+    return {"color": palette, "linestyle": DASHES[index // len(COLOURS) % len(DASHES)]}
+
+
 def plot_by_group(results: list[Result], title: str, xlabel: str,
                   series: Callable[[list[Result], str], Series], xticks: Optional[list[int]] = None) -> bytes:
     """Time against ``xlabel``, log-log, one row per group, forward and forward +
     backward side by side, one line per item of ``series``; ``xticks`` only, if given."""
     groups = list(dict.fromkeys(r.group for r in results))
-    figure = new_figure(12, 4.5 * max(1, len(groups)))
+    figure = new_figure(18, 4.5 * max(1, len(groups)))
     axes = figure.subplots(max(1, len(groups)), 2, squeeze=False)
     for row, group in zip(axes, groups):
         mine = [r for r in results if r.group == group]
         for ax, field, what in zip(row, ("forward_ms", "forward_backward_ms"), ("forward", "forward + backward")):
-            for label, points in series(mine, field):
-                ax.loglog(*zip(*points), marker="o", label=label)
+            for index, (label, points) in enumerate(series(mine, field)):
+                ax.loglog(*zip(*points), marker="o", label=label, **line_style(index))
             ax.set_title(f"{group}: {what}")
             ax.set_xlabel(xlabel)
             if xticks:
@@ -122,7 +132,7 @@ def plot_by_group(results: list[Result], title: str, xlabel: str,
                 ax.set_xticks([], minor=True)
             ax.set_ylabel("median time per call (ms)")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize="x-small")
+            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle(title)
     figure.tight_layout()
     return png_bytes(figure)
