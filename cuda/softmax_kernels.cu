@@ -182,14 +182,26 @@ struct BackwardWithBetaGradientOp {
   }
 };
 
-// A row of a rows x cols matrix is a vector of cols channels with inner = 1.
+// Sums of fixed-size pieces of the rows of a rows x cols matrix: vector p of
+// the dispatch is piece k = p % pieces of row p / pieces, columns
+// [k * piece, min((k + 1) * piece, cols)), and its sum goes to sums[p]. With
+// pieces == 1 and piece == cols, the plain row sums.
 template <typename Dtype>
-struct RowSumOp {
+struct PieceSumOp {
   const Dtype* values;
   Dtype* sums;
+  int cols;
+  int piece;
+  int pieces;
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
-    const Dtype sum = Reduce(g, v, Dtype(0), SumOp(),
+    const int64_t row = v.position / pieces;
+    const int64_t first = (v.position % pieces) * static_cast<int64_t>(piece);
+    const int64_t left = cols - first;
+    const Vector part = {static_cast<int>(row), 0, v.position,
+                         row * cols + first, 1,
+                         static_cast<int>(left < piece ? left : piece)};
+    const Dtype sum = Reduce(g, part, Dtype(0), SumOp(),
                              [&](int64_t k, int) { return values[k]; });
     if (g.first == 0) sums[v.position] = sum;
   }
@@ -256,11 +268,32 @@ void SoftmaxBackwardWithBetaGradientGPU(const SoftmaxShape& shape,
   LaunchRowOp(shape, op);
 }
 
+// Rows longer than one chunk are summed by many blocks: stage 1 sums each
+// kRowSumChunk-column chunk of every row with a block of its own (rows x
+// chunks blocks) into partials, stage 2 sums each row's partials. Both add
+// in an order fixed by the chunk size alone, so the bits do not depend on
+// the device. Chunks of kRowSumChunk > kMaxWarpRowChannels columns get a
+// block each from LaunchPerVector.
 template <typename Dtype>
-void RowSumsGPU(int rows, int cols, const Dtype* values, Dtype* sums) {
-  const SoftmaxShape shape = {rows, cols, 1};
-  const RowSumOp<Dtype> op = {values, sums};
-  LaunchPerVector<Dtype>(shape, op);
+void RowSumsGPU(int rows, int cols, const Dtype* values, Dtype* partials,
+                Dtype* sums) {
+  const int64_t chunks = RowSumChunks(cols);
+  if (chunks <= 1) {
+    const SoftmaxShape shape = {rows, cols, 1};
+    const PieceSumOp<Dtype> op = {values, sums, cols, cols, 1};
+    LaunchPerVector<Dtype>(shape, op);
+    return;
+  }
+  CHECK_LE(rows * chunks, INT_MAX) << "RowSumsGPU: too many chunks";
+  const SoftmaxShape stage1 = {static_cast<int>(rows * chunks), kRowSumChunk,
+                               1};
+  const PieceSumOp<Dtype> chunk_sums = {values, partials, cols, kRowSumChunk,
+                                        static_cast<int>(chunks)};
+  LaunchPerVector<Dtype>(stage1, chunk_sums);
+  const SoftmaxShape stage2 = {rows, static_cast<int>(chunks), 1};
+  const PieceSumOp<Dtype> row_sums = {partials, sums, stage2.channels,
+                                      stage2.channels, 1};
+  LaunchPerVector<Dtype>(stage2, row_sums);
 }
 
 template <typename Dtype>
@@ -285,7 +318,7 @@ void FindNonFiniteGPU(int n, const Dtype* values, int* first) {
   template void SoftmaxBackwardWithBetaGradientGPU<Dtype>(                    \
       const SoftmaxShape&, const Dtype*, const Dtype*, const Dtype*,          \
       const BetaView<Dtype>&, Dtype*, Dtype*);                                \
-  template void RowSumsGPU<Dtype>(int, int, const Dtype*, Dtype*);            \
+  template void RowSumsGPU<Dtype>(int, int, const Dtype*, Dtype*, Dtype*);    \
   template void FindInvalidBetaGPU<Dtype>(int, const Dtype*, int*);           \
   template void FindNonFiniteGPU<Dtype>(int, const Dtype*, int*);
 

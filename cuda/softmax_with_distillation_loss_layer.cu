@@ -23,6 +23,7 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_gpu(
   // in Caffe, and a bad label must stop the net here.
   caffe_temperature::RowSumsGPU(3, shape_.positions(),
                                 position_stats_.gpu_data(),
+                                row_sums_scratch_.mutable_gpu_data(),
                                 stats_sum_.mutable_gpu_data());
   const Dtype* sums = stats_sum_.cpu_data();
   if (sums[2] > 0) {

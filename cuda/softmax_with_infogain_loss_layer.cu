@@ -24,6 +24,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_gpu(
     caffe_temperature::FindNonFiniteGPU(H.count(), H.gpu_data(),
                                         bad_index + 1);
     caffe_temperature::RowSumsGPU(C, C, H.gpu_data(),
+                                  row_sums_scratch_.mutable_gpu_data(),
                                   sum_rows_H_.mutable_gpu_data());
   }
   caffe_temperature::InfogainLossForwardGPU(
@@ -32,6 +33,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_gpu(
       position_stats_.mutable_gpu_data(), bad_index);
   caffe_temperature::RowSumsGPU(2, shape_.positions(),
                                 position_stats_.gpu_data(),
+                                row_sums_scratch_.mutable_gpu_data(),
                                 loss_sums_.mutable_gpu_data());
 
   // The kernels validated H and the labels; only these two indices and the

@@ -45,6 +45,7 @@ void TemperatureSoftmaxLayer<Dtype>::Backward_gpu(
     const int n = bottom[1]->count();
     caffe_temperature::RowSumsGPU(n, position_grad_.count() / n,
                                   position_grad_.gpu_data(),
+                                  row_sums_scratch_.mutable_gpu_data(),
                                   bottom[1]->mutable_gpu_diff());
   } else if (dx) {
     caffe_temperature::SoftmaxBackwardGPU(shape_, y, dy, Beta(bottom, true),

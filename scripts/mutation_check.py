@@ -129,6 +129,12 @@ MUTATIONS = (
              "cuda/distillation_kernels.cu",
              "const Dtype s = scale * valid[v.position];",
              "const Dtype s = scale;"),
+    Mutation("many-block row sums: stage 2 skips each row's last partial",
+             "cuda/softmax_kernels.cu", "stage2.channels, 1};",
+             "stage2.channels - 1, 1};"),
+    Mutation("many-block row sums: a short last chunk drops its last column",
+             "cuda/softmax_kernels.cu", "left < piece ? left : piece",
+             "left < piece ? left - 1 : piece"),
 )
 
 

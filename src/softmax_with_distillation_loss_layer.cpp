@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <vector>
 
 #include "caffe/layer_factory.hpp"
+#include "caffe_temperature/gpu_kernels.hpp"
 #include "caffe_temperature/layer_params.hpp"
 #include "caffe_temperature/softmax_with_distillation_loss_layer.hpp"
 
@@ -61,6 +63,10 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Reshape(
   rows_.resize(positions);
   position_stats_.Reshape(vector<int>{3, positions});
   stats_sum_.Reshape(vector<int>(1, 3));
+  // The GPU sums the three rows of position_stats_.
+  const int64_t scratch = std::max<int64_t>(
+      1, caffe_temperature::RowSumsScratchCount(3, positions));
+  row_sums_scratch_.Reshape(vector<int>(1, static_cast<int>(scratch)));
   if (top.size() == 2) top[1]->ReshapeLike(*bottom[0]);
 }
 

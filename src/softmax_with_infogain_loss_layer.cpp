@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -8,6 +9,7 @@
 #include "caffe/layer_factory.hpp"
 #include "caffe/util/io.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe_temperature/gpu_kernels.hpp"
 #include "caffe_temperature/layer_params.hpp"
 #include "caffe_temperature/softmax_with_infogain_loss_layer.hpp"
 
@@ -97,6 +99,12 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Reshape(
   label_rows_.resize(shape_.positions());
   position_stats_.Reshape(vector<int>{2, shape_.positions()});
   loss_sums_.Reshape(vector<int>(1, 2));
+  // The GPU sums the rows of H and the two rows of position_stats_.
+  const int64_t scratch = std::max<int64_t>(
+      1, std::max(caffe_temperature::RowSumsScratchCount(C, C),
+                  caffe_temperature::RowSumsScratchCount(
+                      2, shape_.positions())));
+  row_sums_scratch_.Reshape(vector<int>(1, static_cast<int>(scratch)));
   bad_index_.Reshape(vector<int>(1, 2));
 }
 

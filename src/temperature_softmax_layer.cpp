@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
 #include "caffe/layer_factory.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe_temperature/gpu_kernels.hpp"
 #include "caffe_temperature/layer_params.hpp"
 #include "caffe_temperature/temperature_softmax_layer.hpp"
 
@@ -48,6 +50,11 @@ void TemperatureSoftmaxLayer<Dtype>::Reshape(
       << " (one per position) for input shape " << bottom[0]->shape_string()
       << " and softmax axis " << axis;
   position_grad_.Reshape(vector<int>(1, shape_.positions()));
+  // The beta gradient sums position_grad_ as n rows on the GPU.
+  const int64_t scratch = caffe_temperature::RowSumsScratchCount(
+      n, n > 0 ? shape_.positions() / n : 0);
+  row_sums_scratch_.Reshape(
+      vector<int>(1, static_cast<int>(std::max<int64_t>(scratch, 1))));
 }
 
 template <typename Dtype>

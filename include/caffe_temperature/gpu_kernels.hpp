@@ -13,6 +13,8 @@
 // such as positions * 32 pass 2^31 long before a blob reaches Caffe's
 // INT_MAX count. "Not found" indices are INT_MAX.
 
+#include <cstdint>
+
 #include "caffe_temperature/labels.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
 
@@ -39,10 +41,30 @@ void SoftmaxBackwardWithBetaGradientGPU(const SoftmaxShape& shape,
                                         const BetaView<Dtype>& beta, Dtype* dx,
                                         Dtype* position_grad);
 
+// The columns one block of RowSumsGPU sums: a constant, so that the order
+// of the additions, and the bits of the sums, are the same on every GPU.
+const int kRowSumChunk = 2048;
+
+// How many chunks of kRowSumChunk columns a row of `cols` has (0 for none).
+inline int64_t RowSumChunks(int cols) {
+  return (static_cast<int64_t>(cols) + kRowSumChunk - 1) / kRowSumChunk;
+}
+
+// The size of the `partials` scratch RowSumsGPU needs: one value per chunk
+// of each row where a row has more than one chunk, else 0 (partials may then
+// be NULL).
+inline int64_t RowSumsScratchCount(int rows, int cols) {
+  const int64_t chunks = RowSumChunks(cols);
+  return chunks > 1 ? rows * chunks : 0;
+}
+
 // sums[r] = sum_c values[r * cols + c], each row added in a fixed order, so
-// the result does not change from run to run.
+// the result does not change from run to run or from GPU to GPU. Rows longer
+// than kRowSumChunk are summed a chunk per block into `partials`
+// (RowSumsScratchCount(rows, cols) values), then a block per row.
 template <typename Dtype>
-void RowSumsGPU(int rows, int cols, const Dtype* values, Dtype* sums);
+void RowSumsGPU(int rows, int cols, const Dtype* values, Dtype* partials,
+                Dtype* sums);
 
 // *first = the lowest i with beta[i] not finite and > 0, else INT_MAX
 // (first is a device pointer).

@@ -87,6 +87,9 @@ class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {
   Blob<Dtype> position_stats_;
   /// GPU: the three row sums of position_stats_.
   Blob<Dtype> stats_sum_;
+  /// GPU: the per-chunk partial sums of RowSumsGPU (at least one value, so
+  /// that it always has memory).
+  Blob<Dtype> row_sums_scratch_;
 };
 
 }  // namespace caffe

@@ -100,6 +100,9 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   Blob<Dtype> position_stats_;
   /// GPU: {sum of losses, number of valid positions}.
   Blob<Dtype> loss_sums_;
+  /// GPU: the per-chunk partial sums of RowSumsGPU (at least one value, so
+  /// that it always has memory).
+  Blob<Dtype> row_sums_scratch_;
   /// GPU: {first bad label position, first non-finite H index}, INT_MAX when
   /// none; validation is done by the kernels and reported from the host.
   Blob<int> bad_index_;

@@ -60,6 +60,9 @@ class TemperatureSoftmaxLayer : public Layer<Dtype> {
   /// d loss / d beta of every position, before summing over the positions
   /// that share one beta element.
   Blob<Dtype> position_grad_;
+  /// GPU: the per-chunk partial sums of RowSumsGPU (at least one value, so
+  /// that it always has memory).
+  Blob<Dtype> row_sums_scratch_;
   /// GPU: the index of the first invalid beta value, INT_MAX when none.
   Blob<int> bad_index_;
 };

@@ -148,6 +148,16 @@ template <typename Dtype>
          << report.str();
 }
 
+// RowSumsGPU with the scratch a layer would give it (RowSumsScratchCount
+// values, guarded like every buffer).
+template <typename Dtype>
+void RowSums(int rows, int cols, const Dtype* values, Dtype* sums) {
+  Guarded<Dtype> partials(RowSumsScratchCount(rows, cols));
+  RowSumsGPU(rows, cols, values, partials.data(), sums);
+  Synchronize();
+  EXPECT_TRUE(partials.GuardsIntact()) << "RowSumsGPU scratch";
+}
+
 struct Shape3 {
   int outer, channels, inner;
 };
@@ -332,7 +342,7 @@ TYPED_TEST(GpuKernelsEmulated, SoftmaxFamilyMatchesCpu) {
           beta_grad[r] = static_cast<Dtype>(sum);
         }
         Guarded<Dtype> beta_grad_gpu(layout.count);
-        RowSumsGPU(layout.count, cols, grad_gpu.data(), beta_grad_gpu.data());
+        RowSums(layout.count, cols, grad_gpu.data(), beta_grad_gpu.data());
         EXPECT_TRUE(Agree(beta_grad, beta_grad_gpu)) << "RowSums of beta";
       }
     }
@@ -377,21 +387,44 @@ TYPED_TEST(GpuKernelsEmulated, MisalignedRowsMatchCpu) {
   }
 }
 
+// Rows below, at and just above one chunk of kRowSumChunk columns (one pass)
+// and of many chunks (a block per chunk, then a block per row), against an
+// in-order double sum; small integers, whose sums every order gets exactly
+// in float, must come out exact, so that a dropped or repeated value shows.
 TYPED_TEST(GpuKernelsEmulated, RowSumsMatchLoop) {
   typedef TypeParam Dtype;
   std::mt19937 rng(2);
-  for (int rows : {0, 1, 3, 40}) {
-    for (int cols : {0, 1, 31, 33, 1024, 1025, 70000}) {
-      SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols));
-      const Guarded<Dtype> values(
-          Uniform<Dtype>(static_cast<int64_t>(rows) * cols, -1, 1, &rng));
-      std::vector<Dtype> sums(rows, 0);
-      for (int r = 0; r < rows; ++r) {
-        for (int c = 0; c < cols; ++c) sums[r] += values[r * cols + c];
+  std::uniform_int_distribution<int> small(-7, 7);
+  const int chunk = kRowSumChunk;
+  for (int rows : {0, 1, 2, 3, 40}) {
+    for (int cols : {0, 1, 31, 33, 1024, 1025, chunk - 1, chunk, chunk + 1,
+                     2 * chunk, 2 * chunk + 1, 70000}) {
+      if (rows == 40 && cols > 2 * chunk + 1) continue;  // time
+      for (bool integers : {false, true}) {
+        SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols) +
+                     (integers ? ", integers" : ""));
+        const int64_t n = static_cast<int64_t>(rows) * cols;
+        std::vector<Dtype> in = Uniform<Dtype>(n, -1, 1, &rng);
+        if (integers) {
+          for (Dtype& v : in) v = static_cast<Dtype>(small(rng));
+        }
+        const Guarded<Dtype> values(in);
+        std::vector<Dtype> sums(rows, 0);
+        for (int r = 0; r < rows; ++r) {
+          double sum = 0;
+          for (int c = 0; c < cols; ++c) {
+            sum += values[static_cast<int64_t>(r) * cols + c];
+          }
+          sums[r] = static_cast<Dtype>(sum);
+        }
+        Guarded<Dtype> sums_gpu(rows);
+        RowSums(rows, cols, values.data(), sums_gpu.data());
+        EXPECT_TRUE(Agree(sums, sums_gpu));
+        if (!integers) continue;
+        for (int r = 0; r < rows; ++r) {
+          EXPECT_EQ(sums[r], sums_gpu[r]) << "row " << r;
+        }
       }
-      Guarded<Dtype> sums_gpu(rows);
-      RowSumsGPU(rows, cols, values.data(), sums_gpu.data());
-      EXPECT_TRUE(Agree(sums, sums_gpu));
     }
   }
 }
@@ -477,7 +510,7 @@ TYPED_TEST(GpuKernelsEmulated, InfogainMatchesCpu) {
     }
     // H as a bottom: its row sums come from the device.
     Guarded<Dtype> sums_gpu(C);
-    RowSumsGPU(C, C, H_gpu.data(), sums_gpu.data());
+    RowSums(C, C, H_gpu.data(), sums_gpu.data());
     EXPECT_TRUE(Agree(sum_rows_H, sums_gpu)) << "row sums of H, " << C;
     // H from a file: summed on the host at setup.
     const Guarded<Dtype> sums_from_file(sum_rows_H);
@@ -524,7 +557,7 @@ TYPED_TEST(GpuKernelsEmulated, InfogainMatchesCpu) {
           }
           EXPECT_TRUE(stats.GuardsIntact());
           Guarded<Dtype> totals_gpu(2);
-          RowSumsGPU(2, s.positions(), stats.data(), totals_gpu.data());
+          RowSums(2, s.positions(), stats.data(), totals_gpu.data());
           EXPECT_TRUE(Agree(totals, totals_gpu)) << "infogain stats sums";
           EXPECT_TRUE(Agree(std::vector<Dtype>{loss, valid_count},
                             totals_gpu))
