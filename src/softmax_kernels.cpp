@@ -1,11 +1,11 @@
 // Built with -ffast-math -fopenmp-simd (see CMakeLists.txt): `#pragma omp simd`
 // loops then inline the float exp of vector_math.hpp, or call glibc's vector
-// exp and log (libmvec) for doubles and IEEE cases. The work of each public entry point is compiled for
-// x86-64-v4 (AVX-512), -v3 (AVX2 + FMA) and the baseline and picked at load
-// time, so
-// a build made on one machine still runs on an older one; the entry points
-// themselves split that work between OpenMP threads (parallel.hpp), outside
-// the clones, whose bodies are then vectorised for each clone's ISA.
+// exp and log (libmvec) for doubles and IEEE cases. The work of each public
+// entry point is compiled for x86-64-v4 (AVX-512), -v3 (AVX2 + FMA) and the
+// baseline and picked at load time, so a build made on one machine still runs
+// on an older one; the entry points themselves split that work between OpenMP
+// threads (parallel.hpp), outside the clones, whose bodies are then vectorised
+// for each clone's ISA.
 #include <algorithm>
 #include <cmath>
 #include <vector>
