@@ -8,6 +8,7 @@
 // for each clone's ISA.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "caffe_temperature/parallel.hpp"
@@ -110,15 +111,18 @@ CT_INLINE Dtype RowSoftmaxSum(const Dtype* x, int n, Dtype b, Dtype* e,
                           : RowExpSum(FastExp(), x, n, b, m, e);
 }
 
-// The strip form of RowSoftmaxSum, per position i: m[i], the exps (when e is
-// not NULL) and sum[i]. All positions take the fast exp, then the few holding
-// an infinity or a NaN are redone with std::exp, channel by channel as the
-// fast pass sums them.
-template <typename Dtype>
+// The strip form of RowSoftmaxSum, per position i: m[i], total[i] = the sum
+// of |x_c| (not finite, or at least a cap, where a logit is: the loss layers'
+// test for infinite terms), the exps (when e is not NULL) and sum[i]. All
+// positions take the fast exp, then the few holding an infinity or a NaN are
+// redone with std::exp, channel by channel as the fast pass sums them.
+// after_channel(c, xc) runs after each channel's exps, while that channel's
+// logits xc are still in L1, for a loss to take its own terms from them.
+template <typename Dtype, typename AfterChannel>
 CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
-                                int w, const Dtype* b, Dtype* m, Dtype* e,
-                                Dtype* sum) {
-  alignas(64) Dtype total[kStrip];
+                                int w, const Dtype* b, Dtype* m, Dtype* total,
+                                Dtype* e, Dtype* sum,
+                                const AfterChannel& after_channel) {
   std::copy(x, x + w, m);
   std::fill(total, total + w, Dtype(0));
   for (int c = 0; c < channels; ++c) {
@@ -126,7 +130,7 @@ CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
 #pragma omp simd
     for (int i = 0; i < w; ++i) {
       m[i] = Larger(m[i], xc[i]);
-      total[i] += xc[i];
+      total[i] += std::abs(xc[i]);
     }
   }
   std::fill(sum, sum + w, Dtype(0));
@@ -145,6 +149,7 @@ CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
         sum[i] += ExpNonPositive(b[i] * (xc[i] - m[i]));
       }
     }
+    after_channel(c, xc);
   }
   for (int i = 0; i < w; ++i) {
     if (!IsSpecial(total[i])) continue;
@@ -154,6 +159,23 @@ CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
       if (e) e[c * inner + i] = v;
       sum[i] += v;
     }
+  }
+}
+
+// For the softmaxes, which take nothing more from the logits.
+struct NoChannelTerms {
+  template <typename Dtype>
+  void operator()(int, const Dtype*) const {}
+};
+
+// y_c *= inv over a strip, inv per position.
+template <typename Dtype>
+CT_INLINE void StripScale(Dtype* y, int channels, int inner, int w,
+                          const Dtype* inv) {
+  for (int c = 0; c < channels; ++c) {
+    Dtype* yc = y + c * inner;
+#pragma omp simd
+    for (int i = 0; i < w; ++i) yc[i] *= inv[i];
   }
 }
 
@@ -174,7 +196,7 @@ CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, int begin, int end,
     }
     return;
   }
-  alignas(64) Dtype m[kStrip], b[kStrip], sum[kStrip];
+  alignas(64) Dtype m[kStrip], b[kStrip], total[kStrip], sum[kStrip];
   for (int t = begin; t < end; ++t) {
     int o, i0;
     StripOf(t, inner, kStrip, &o, &i0);
@@ -182,13 +204,9 @@ CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, int begin, int end,
     const Dtype* xs = x + o * C * inner + i0;
     Dtype* ys = y + o * C * inner + i0;
     StripBeta(beta, o, i0, w, b);
-    StripSoftmaxSums(xs, C, inner, w, b, m, ys, sum);
+    StripSoftmaxSums(xs, C, inner, w, b, m, total, ys, sum, NoChannelTerms());
     for (int i = 0; i < w; ++i) sum[i] = Dtype(1) / sum[i];
-    for (int c = 0; c < C; ++c) {
-      Dtype* yc = ys + c * inner;
-#pragma omp simd
-      for (int i = 0; i < w; ++i) yc[i] *= sum[i];
-    }
+    StripScale(ys, C, inner, w, sum);
   }
 }
 
@@ -216,7 +234,8 @@ CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, int begin,
     }
     return;
   }
-  alignas(64) Dtype m[kStrip], b[kStrip], sum[kStrip], log_sum[kStrip];
+  alignas(64) Dtype m[kStrip], b[kStrip], total[kStrip], sum[kStrip],
+      log_sum[kStrip];
   for (int t = begin; t < end; ++t) {
     int o, i0;
     StripOf(t, inner, kStrip, &o, &i0);
@@ -226,7 +245,7 @@ CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, int begin,
     Dtype* ls = log_y + offset;
     Dtype* ys = y ? y + offset : NULL;
     StripBeta(beta, o, i0, w, b);
-    StripSoftmaxSums(xs, C, inner, w, b, m, ys, sum);
+    StripSoftmaxSums(xs, C, inner, w, b, m, total, ys, sum, NoChannelTerms());
 #pragma omp simd
     for (int i = 0; i < w; ++i) {
       log_sum[i] = std::log(sum[i]);
@@ -344,20 +363,81 @@ CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, int begin,
   }
 }
 
-// Strip form of label_rows: each position's H row offset (row 0 where ignored,
-// so that every gather stays inside H), weight (1, or 0 where ignored) and
+// Strip form of label_rows: each position's class (0 where ignored, so that
+// every look-up stays inside H), weight (1, or 0 where ignored) and
 // sum_rows_H of its label (0 where ignored).
 template <typename Dtype>
 CT_INLINE void StripLabelRows(const int* label_rows, int channels,
-                              const Dtype* sum_rows_H, int w, int* rows,
+                              const Dtype* sum_rows_H, int w, int* classes,
                               Dtype* weight, Dtype* row_sum) {
   for (int i = 0; i < w; ++i) {
     const bool valid = label_rows[i] >= 0;
-    rows[i] = valid ? label_rows[i] : 0;
+    classes[i] = valid ? label_rows[i] / channels : 0;
     weight[i] = valid ? Dtype(1) : Dtype(0);
-    row_sum[i] = valid ? sum_rows_H[label_rows[i] / channels] : Dtype(0);
+    row_sum[i] = valid ? sum_rows_H[classes[i]] : Dtype(0);
   }
 }
+
+// H[l_i, c] for the positions i of a strip, one channel c at a time, for the
+// strip loops to read as a plain array. Each position has its own label, so
+// this is a gather, which x86 does one element at a time (AVX2's gather
+// instruction was slower still): at 8 x 21 x 128 x 128 it took a third of
+// the infogain backward. For floats and at most kTableClasses classes,
+// column c of H fits in four 8-float registers and a vector of 8 positions
+// looks its values up with register permutes (vpermps) instead.
+template <typename Dtype>
+class HColumns {
+ public:
+  HColumns(const Dtype* H, int channels) : H_(H), channels_(channels) {}
+  CT_INLINE void Fill(int c, const int* classes, int w, Dtype* out) const {
+    const Dtype* hc = H_ + c;
+    for (int i = 0; i < w; ++i) out[i] = hc[classes[i] * channels_];
+  }
+
+ private:
+  const Dtype* H_;
+  int channels_;
+};
+
+template <>
+class HColumns<float> {
+ public:
+  static const int kTableClasses = 32;
+  HColumns(const float* H, int channels) : H_(H), channels_(channels) {
+    if (channels > kTableClasses) return;
+    for (int c = 0; c < channels; ++c) {
+      std::fill(columns_[c], columns_[c] + kTableClasses, 0.0f);
+      for (int l = 0; l < channels; ++l) columns_[c][l] = H[l * channels + c];
+    }
+  }
+  CT_INLINE void Fill(int c, const int* classes, int w, float* out) const {
+    int i = 0;
+    if (channels_ <= kTableClasses) {
+      typedef float Floats __attribute__((vector_size(32)));
+      typedef int Ints __attribute__((vector_size(32)));
+      const int tables = (channels_ + 7) / 8;
+      Floats table[kTableClasses / 8];
+      std::memcpy(table, columns_[c], sizeof table);
+      for (; i + 8 <= w; i += 8) {
+        Ints l;
+        std::memcpy(&l, classes + i, sizeof l);
+        const Ints low = l & 7, high = l >> 3;
+        Floats h = __builtin_shuffle(table[0], low);
+        for (int t = 1; t < tables; ++t) {
+          h = high == t ? __builtin_shuffle(table[t], low) : h;
+        }
+        std::memcpy(out + i, &h, sizeof h);
+      }
+    }
+    const float* hc = H_ + c;
+    for (; i < w; ++i) out[i] = hc[classes[i] * channels_];
+  }
+
+ private:
+  const float* H_;
+  int channels_;
+  alignas(32) float columns_[kTableClasses][kTableClasses];
+};
 
 // With m = max_c x_c and S = sum_c exp(x_c - m), a position's loss
 //   -sum_c H[l, c] (x_c - m - log S) = sum_rows_H[l] log S
@@ -430,43 +510,49 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
     extremes[1] = least;
     return;
   }
-  alignas(64) Dtype m[kStrip], ones[kStrip], sum[kStrip],
-      dot[kStrip], weight[kStrip], row_sum[kStrip];
-  alignas(64) int rows[kStrip];
+  alignas(64) Dtype m[kStrip], ones[kStrip], total[kStrip], sum[kStrip],
+      dot[kStrip], weight[kStrip], row_sum[kStrip], h[kStrip];
+  alignas(64) int classes[kStrip];
   std::fill(ones, ones + kStrip, Dtype(1));
+  const HColumns<Dtype> columns(H, C);
   for (int t = begin; t < end; ++t) {
     int o, i0;
     StripOf(t, inner, kStrip, &o, &i0);
     const int w = std::min(kStrip, inner - i0);
     const Dtype* xs = x + o * C * inner + i0;
     Dtype* ps = prob + o * C * inner + i0;
-    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
+    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, classes,
                    weight, row_sum);
-    StripSoftmaxSums(xs, C, inner, w, ones, m, ps, sum);
-    Dtype strip_loss = 0;
-#pragma omp simd reduction(+ : strip_loss)
-    for (int i = 0; i < w; ++i) {
-      strip_loss += row_sum[i] * std::log(sum[i]);
-      sum[i] = Dtype(1) / sum[i];
-    }
     std::fill(dot, dot + w, Dtype(0));
-    for (int c = 0; c < C; ++c) {
-      const Dtype* xc = xs + c * inner;
-      const Dtype* hc = H + c;
-      Dtype* pc = ps + c * inner;
-#pragma omp simd reduction(max : most) reduction(min : least)
-      for (int i = 0; i < w; ++i) {
-        pc[i] *= sum[i];
-        dot[i] += hc[rows[i]] * GapToMax(m[i], xc[i]);
+    const auto gap_terms = [&](int c, const Dtype* xc) {
+      columns.Fill(c, classes, w, h);
+#pragma omp simd
+      for (int i = 0; i < w; ++i) dot[i] += h[i] * (m[i] - xc[i]);
+    };
+    StripSoftmaxSums(xs, C, inner, w, ones, m, total, ps, sum, gap_terms);
+    // A gap reaches the cap only where the logits' sum of sizes, which
+    // bounds every gap, does (or holds an infinity or a NaN): those few
+    // positions are redone with the capped gaps and their infinite terms.
+    for (int i = 0; i < w; ++i) {
+      if (!IsSpecial(total[i]) && total[i] < GapCap<Dtype>() / 2) continue;
+      const Dtype* hl = H + classes[i] * C;
+      dot[i] = 0;
+      for (int c = 0; c < C; ++c) {
+        const Dtype xc = xs[c * inner + i];
+        dot[i] += hl[c] * GapToMax(m[i], xc);
         // weight 0: an ignored position has no infinite term.
-        const Dtype infinite =
-            InfiniteTermWeight(weight[i] * hc[rows[i]], m[i], xc[i]);
+        const Dtype infinite = InfiniteTermWeight(weight[i] * hl[c], m[i], xc);
         most = Larger(most, infinite);
         least = Smaller(least, infinite);
       }
     }
+    Dtype strip_loss = 0;
 #pragma omp simd reduction(+ : strip_loss)
-    for (int i = 0; i < w; ++i) strip_loss += weight[i] * dot[i];
+    for (int i = 0; i < w; ++i) {
+      strip_loss += row_sum[i] * std::log(sum[i]) + weight[i] * dot[i];
+      sum[i] = Dtype(1) / sum[i];
+    }
+    StripScale(ps, C, inner, w, sum);
     item_loss[t] = strip_loss;
   }
   extremes[0] = most;
@@ -496,26 +582,27 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
     }
     return;
   }
-  alignas(64) Dtype weight[kStrip], row_sum[kStrip];
-  alignas(64) int rows[kStrip];
+  alignas(64) Dtype weight[kStrip], row_sum[kStrip], h[kStrip];
+  alignas(64) int classes[kStrip];
+  const HColumns<Dtype> columns(H, C);
   for (int t = begin; t < end; ++t) {
     int o, i0;
     StripOf(t, inner, kStrip, &o, &i0);
     const int w = std::min(kStrip, inner - i0);
     const int offset = o * C * inner + i0;
-    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, rows,
+    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, classes,
                    weight, row_sum);
 #pragma omp simd
     for (int i = 0; i < w; ++i) row_sum[i] *= scale;
     for (int c = 0; c < C; ++c) {
       const Dtype* pc = prob + offset + c * inner;
-      const Dtype* hc = H + c;
       Dtype* dxc = dx + offset + c * inner;
+      columns.Fill(c, classes, w, h);
 #pragma omp simd
       for (int i = 0; i < w; ++i) {
         // Selected, not multiplied by a zero weight: the NaN probabilities
         // of an ignored position must not reach its gradient.
-        dxc[i] = weight[i] != 0 ? row_sum[i] * pc[i] - scale * hc[rows[i]]
+        dxc[i] = weight[i] != 0 ? row_sum[i] * pc[i] - scale * h[i]
                                 : Dtype(0);
       }
     }

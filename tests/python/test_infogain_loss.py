@@ -118,6 +118,22 @@ def test_matches_numpy_reference(make_net: NetFactory, loss_param: str, mode: st
     assert not grad[0, :, 0, 0].any()  # label.flat[0] is ignored
 
 
+@pytest.mark.parametrize("channels", [8, 9, 21, 32, 33])
+def test_matches_numpy_reference_for_each_class_table(make_net: NetFactory, channels: int) -> None:
+    """With inner > 1 the float kernels look H[label, c] up in one to four
+    register tables of 8 classes (up to 32 classes) and gather it beyond: each
+    count of tables, on 35 positions (four vectors of 8 and a remainder)."""
+    shape = (2, channels, 5, 7)
+    x, label, h = random_inputs(np.random.default_rng(channels), shape=shape)
+    label.flat[1::4] = channels - 1  # the last table's last class
+    params = f"loss_param {{ ignore_label: {IGNORE} normalization: FULL }}"
+    net = make_net(loss_net("SoftmaxWithInfogainLoss", params, shape=shape))
+    loss, grad = run(net, x, label, h)
+    expected_loss, expected_grad = reference(x, label, h, "FULL")
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("axis", [1, 3])
 def test_equals_stock_infogain_loss(make_net: NetFactory, axis: int) -> None:
     x, label, h = random_inputs(np.random.default_rng(axis), axis=axis)

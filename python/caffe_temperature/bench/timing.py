@@ -95,7 +95,12 @@ def warm_up(run: Callable[[], object], seconds: float) -> float:
 
 
 def timed_block(run: Callable[[], object], calls: int) -> float:
-    """Seconds per call over ``calls`` calls in a row."""
+    """Seconds per call over ``calls`` calls in a row, after one untimed call
+    that brings the run's data back into the caches, which the other runs'
+    turns have filled with theirs: otherwise the first call of every block
+    reads from memory, and a run with fewer calls per block (a slower one)
+    pays that on a larger share of its calls."""
+    run()
     start = time.perf_counter()
     for _ in range(calls):
         run()
@@ -106,9 +111,10 @@ def median_ms(runs: list[Callable[[], object]], blocks: int, block_s: float) -> 
     """The median per-call time of each run, over ``blocks`` blocks of calls.
 
     Each run is warmed up, then timed in blocks of as many calls as fit in
-    about ``block_s`` (at least one): a block repeats the same call, so every
-    candidate is timed in its steady state (its data in cache as far as it fits,
-    its allocations reused), not cold after the others. The blocks of the
+    about ``block_s`` (at least one), each block after an untimed call: a block
+    repeats the same call, so every candidate is timed in its steady state (its
+    data in cache as far as it fits, its allocations reused), not cold after
+    the others. The blocks of the
     different runs take turns, so that load from other processes, which drifts
     over seconds, falls on every candidate alike."""
     calls = [max(1, int(block_s / max(warm_up(run, WARM_UP_BLOCKS * block_s), 1e-9))) for run in runs]
