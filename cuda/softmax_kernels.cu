@@ -40,9 +40,8 @@ struct ForwardOp {
   static const int kInputs = 1;
   const Dtype* x;
   BetaView<Dtype> beta;
-  Dtype* y;      // may be NULL
-  Dtype* log_y;  // may be NULL
-  bool Aligned(size_t bytes) const { return AllAligned(bytes, x, y, log_y); }
+  Dtype* y;
+  bool Aligned(size_t bytes) const { return AllAligned(bytes, x, y); }
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     const Dtype m = Max(g, v, x);
@@ -50,15 +49,9 @@ struct ForwardOp {
     const Dtype sum = Reduce(g, v, Dtype(0), SumOp(), [&](int64_t k, int) {
       return Exp(b * (x[k] - m));
     });
-    const Dtype log_sum = Log(sum);
-    ForEach(g, v, [&](int64_t k, int) {
-      const Dtype z = b * (x[k] - m);
-      if (log_y) log_y[k] = z - log_sum;
-      if (y) y[k] = Exp(z) / sum;
-    });
+    ForEach(g, v, [&](int64_t k, int) { y[k] = Exp(b * (x[k] - m)) / sum; });
   }
-  // x read once, y or log y written once; without log y, exp is taken once
-  // per element.
+  // x read once, y written once, exp taken once per element.
   template <typename Row>
   __device__ void operator()(Row& row, int64_t r) const {
     const int64_t offset = r * row.channels;
@@ -69,21 +62,12 @@ struct ForwardOp {
     const Dtype b = beta.data[r * beta.outer_stride];
     Dtype sum = 0;
     row.ForEach([&](int, Dtype& z) {
-      z = b * (z - m);
-      // Without log y, z becomes exp(z) right away: the only exp.
-      if (!log_y) z = Exp(z);
-      sum += log_y ? Exp(z) : z;
+      z = Exp(b * (z - m));
+      sum += z;
     });
     sum = row.AllReduce(sum, SumOp());
-    if (!log_y) {
-      const Dtype inv_sum = Dtype(1) / sum;
-      row.Store(y + offset, [&](int, Dtype e) { return e * inv_sum; });
-      return;
-    }
-    const Dtype log_sum = Log(sum);
-    row.Store(log_y + offset, [&](int, Dtype z) { return z - log_sum; });
-    if (!y) return;
-    row.Store(y + offset, [&](int, Dtype z) { return Exp(z - log_sum); });
+    const Dtype inv_sum = Dtype(1) / sum;
+    row.Store(y + offset, [&](int, Dtype e) { return e * inv_sum; });
   }
 };
 
@@ -239,13 +223,7 @@ struct IsNonFinite {
 template <typename Dtype>
 void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                        const BetaView<Dtype>& beta, Dtype* y) {
-  LogSoftmaxForwardGPU(shape, x, beta, static_cast<Dtype*>(NULL), y);
-}
-
-template <typename Dtype>
-void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
-                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
-  const ForwardOp<Dtype> op = {x, beta, y, log_y};
+  const ForwardOp<Dtype> op = {x, beta, y};
   LaunchRowOp(shape, op);
 }
 
@@ -309,9 +287,6 @@ void FindNonFiniteGPU(int n, const Dtype* values, int* first) {
 #define CT_INSTANTIATE_SOFTMAX_GPU(Dtype)                                     \
   template void SoftmaxForwardGPU<Dtype>(const SoftmaxShape&, const Dtype*,   \
                                          const BetaView<Dtype>&, Dtype*);     \
-  template void LogSoftmaxForwardGPU<Dtype>(const SoftmaxShape&, const Dtype*,\
-                                            const BetaView<Dtype>&, Dtype*,   \
-                                            Dtype*);                          \
   template void SoftmaxBackwardGPU<Dtype>(const SoftmaxShape&, const Dtype*,  \
                                           const Dtype*,                       \
                                           const BetaView<Dtype>&, Dtype*);    \

@@ -62,7 +62,7 @@ MUTATIONS = (
              "const StripGroup<Dtype> g = {warp, warps, scratch};",
              "const StripGroup<Dtype> g = {0, warps, scratch};"),
     Mutation("dropped normalisation of the softmax", "cuda/softmax_kernels.cu",
-             "if (y) y[k] = Exp(z) / sum;", "if (y) y[k] = Exp(z);"),
+             "y[k] = Exp(b * (x[k] - m)) / sum;", "y[k] = Exp(b * (x[k] - m));"),
     Mutation("warp-cached row reads past its end", "cuda/cached_row.cuh",
              "if (Column(j) >= channels) continue;\n      const Pack",
              "const Pack",

@@ -26,9 +26,6 @@ template <typename Dtype>
 void SoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
                        const BetaView<Dtype>& beta, Dtype* y);
 template <typename Dtype>
-void LogSoftmaxForwardGPU(const SoftmaxShape& shape, const Dtype* x,
-                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y);
-template <typename Dtype>
 void SoftmaxBackwardGPU(const SoftmaxShape& shape, const Dtype* y,
                         const Dtype* dy, const BetaView<Dtype>& beta,
                         Dtype* dx);

@@ -286,18 +286,6 @@ TYPED_TEST(GpuKernelsEmulated, SoftmaxFamilyMatchesCpu) {
         SoftmaxForwardGPU(s, in_place.data(), view, in_place.data());
         EXPECT_TRUE(Agree(y, in_place)) << "SoftmaxForward in place";
 
-        std::vector<Dtype> log_y(s.count()), y2(s.count());
-        LogSoftmaxForwardCPU(s, x.data(), view, log_y.data(), y2.data());
-        Guarded<Dtype> log_y_gpu(s.count()), y2_gpu(s.count());
-        LogSoftmaxForwardGPU(s, x_gpu.data(), view, log_y_gpu.data(),
-                             y2_gpu.data());
-        EXPECT_TRUE(Agree(log_y, log_y_gpu)) << "LogSoftmaxForward log y";
-        EXPECT_TRUE(Agree(y2, y2_gpu)) << "LogSoftmaxForward y";
-        Guarded<Dtype> log_only(s.count());
-        LogSoftmaxForwardGPU(s, x_gpu.data(), view, log_only.data(),
-                             static_cast<Dtype*>(NULL));
-        EXPECT_TRUE(Agree(log_y, log_only)) << "LogSoftmaxForward, no y";
-
         // Backward from the CPU forward's y, so that both sides see the
         // same input.
         const Guarded<Dtype> y_in(y), dy_in(dy);
