@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "caffe_temperature/parallel.hpp"
@@ -20,6 +21,9 @@ namespace caffe_temperature {
 namespace {
 
 #define CT_INLINE inline __attribute__((always_inline))
+// Lambdas of the kernels are inlined too, so that each clone compiles them
+// for its own ISA.
+#define CT_LAMBDA_INLINE __attribute__((always_inline))
 #define CT_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
@@ -44,23 +48,6 @@ CT_INLINE Dtype RowMax(const Dtype* x, int n) {
   return m;
 }
 
-// Strip helpers: element (c, i) of a strip starting at x is x[c * inner + i].
-template <typename Dtype>
-CT_INLINE void StripMax(const Dtype* x, int channels, int inner, int w,
-                        Dtype* m) {
-  std::copy(x, x + w, m);
-  for (int c = 1; c < channels; ++c) {
-    const Dtype* xc = x + c * inner;
-#pragma omp simd
-    for (int i = 0; i < w; ++i) m[i] = Larger(m[i], xc[i]);
-  }
-}
-
-template <typename Dtype>
-CT_INLINE void StripBeta(const BetaView<Dtype>& beta, int o, int i0, int w,
-                         Dtype* b) {
-  for (int i = 0; i < w; ++i) b[i] = BetaAt(beta, o, i0 + i);
-}
 
 // The exps of the softmax loops: ExpNonPositive where a vector is finite,
 // std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp). A
@@ -77,26 +64,21 @@ struct IeeeExp {
   Dtype operator()(Dtype v) const { return std::exp(v); }
 };
 
-// Writes e_c = exp(b (x_c - m)) to e (when e is not NULL) and returns sum e_c.
+// Writes e_c = exp(b (x_c - m)) to e and returns sum e_c.
 template <typename Exp, typename Dtype>
 CT_INLINE Dtype RowExpSum(Exp exp, const Dtype* x, int n, Dtype b, Dtype m,
                           Dtype* e) {
   Dtype sum = 0;
-  if (e) {
 #pragma omp simd reduction(+ : sum)
-    for (int c = 0; c < n; ++c) {
-      e[c] = exp(b * (x[c] - m));
-      sum += e[c];
-    }
-  } else {
-#pragma omp simd reduction(+ : sum)
-    for (int c = 0; c < n; ++c) sum += exp(b * (x[c] - m));
+  for (int c = 0; c < n; ++c) {
+    e[c] = exp(b * (x[c] - m));
+    sum += e[c];
   }
   return sum;
 }
 
-// With m = max_c x_c: writes *max = m and e_c = exp(b (x_c - m)) to e (when
-// e is not NULL), and returns sum_c e_c.
+// With m = max_c x_c: writes *max = m and e_c = exp(b (x_c - m)) to e, and
+// returns sum_c e_c.
 template <typename Dtype>
 CT_INLINE Dtype RowSoftmaxSum(const Dtype* x, int n, Dtype b, Dtype* e,
                               Dtype* max) {
@@ -111,52 +93,120 @@ CT_INLINE Dtype RowSoftmaxSum(const Dtype* x, int n, Dtype b, Dtype* e,
                           : RowExpSum(FastExp(), x, n, b, m, e);
 }
 
-// The strip form of RowSoftmaxSum, per position i: m[i], total[i] = the sum
-// of |x_c| (not finite, or at least a cap, where a logit is: the loss layers'
-// test for infinite terms), the exps (when e is not NULL) and sum[i]. All
-// positions take the fast exp, then the few holding an infinity or a NaN are
-// redone with std::exp, channel by channel as the fast pass sums them.
-// after_channel(c, xc) runs after each channel's exps, while that channel's
-// logits xc are still in L1, for a loss to take its own terms from them.
-template <typename Dtype, typename AfterChannel>
-CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
-                                int w, const Dtype* b, Dtype* m, Dtype* total,
-                                Dtype* e, Dtype* sum,
-                                const AfterChannel& after_channel) {
+// The strip loops visit the channels in groups of kChannelGroup, each
+// position's running values (max, sums) in registers across a group: one
+// load and store of them per group instead of per channel (at 8 x 21 x 128 x
+// 128 the forward took 1.2x less time than with a loop per channel). The
+// per-position operations keep the channel order, so the bits do not change.
+const int kChannelGroup = 4;
+
+// Calls body(c, group) for channel groups starting at c, where group is an
+// std::integral_constant<int, n> with n = kChannelGroup, or 1 for the channels
+// left at the end: each group's count is a compile-time constant.
+template <typename Body>
+CT_INLINE void ForChannelGroups(int channels, const Body& body) {
+  int c = 0;
+  for (; c + kChannelGroup <= channels; c += kChannelGroup) {
+    body(c, std::integral_constant<int, kChannelGroup>());
+  }
+  for (; c < channels; ++c) body(c, std::integral_constant<int, 1>());
+}
+
+// Strip helpers: element (c, i) of a strip starting at x is x[c * inner + i].
+template <typename Dtype>
+CT_INLINE void StripMax(const Dtype* x, int channels, int inner, int w,
+                        Dtype* m) {
   std::copy(x, x + w, m);
-  std::fill(total, total + w, Dtype(0));
-  for (int c = 0; c < channels; ++c) {
+  ForChannelGroups(channels, [&](int c, auto group) CT_LAMBDA_INLINE {
     const Dtype* xc = x + c * inner;
 #pragma omp simd
     for (int i = 0; i < w; ++i) {
-      m[i] = Larger(m[i], xc[i]);
-      total[i] += std::abs(xc[i]);
+      Dtype max = m[i];
+      for (int k = 0; k < group(); ++k) max = Larger(max, xc[k * inner + i]);
+      m[i] = max;
     }
+  });
+}
+
+// A beta for every position of a strip: b[i] for an array, or one value.
+template <typename Dtype>
+struct SameBeta {
+  Dtype value;
+  Dtype operator[](int) const { return value; }
+};
+
+// Calls run(betas) with the betas of the strip of w positions from (o, i0):
+// one value where beta does not vary along the positions (a constant, or
+// one per outer index), else an array of them in b.
+template <typename Dtype, typename Run>
+CT_INLINE void WithStripBetas(const BetaView<Dtype>& beta, int o, int i0,
+                              int w, Dtype* b, const Run& run) {
+  if (beta.inner_stride == 0) {
+    run(SameBeta<Dtype>{BetaAt(beta, o, 0)});
+    return;
   }
-  std::fill(sum, sum + w, Dtype(0));
-  for (int c = 0; c < channels; ++c) {
+  for (int i = 0; i < w; ++i) b[i] = BetaAt(beta, o, i0 + i);
+  run(static_cast<const Dtype*>(b));
+}
+
+// The strip form of RowSoftmaxSum, per position i: m[i], total[i] = the sum
+// of |x_c| (not finite, or at least a cap, where a logit is: the loss layers'
+// test for infinite terms), the exps e and sum[i]. e may alias x. All
+// positions take the fast exp, then the few holding an infinity or a NaN are
+// redone with std::exp, channel by channel as the fast pass sums them, from
+// a copy of their logits taken before the fast pass (which may overwrite
+// them). after_group(c, group) runs after the exps of each channel group,
+// while the group's logits are still in L1, for a loss to take its own terms
+// from them (such a loss must not pass an e that aliases x).
+template <typename Dtype, typename Betas, typename AfterGroup>
+CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
+                                int w, const Betas& b, Dtype* m, Dtype* total,
+                                Dtype* e, Dtype* sum,
+                                const AfterGroup& after_group) {
+  std::copy(x, x + w, m);
+  std::fill(total, total + w, Dtype(0));
+  ForChannelGroups(channels, [&](int c, auto group) CT_LAMBDA_INLINE {
     const Dtype* xc = x + c * inner;
-    if (e) {
-      Dtype* ec = e + c * inner;
 #pragma omp simd
-      for (int i = 0; i < w; ++i) {
-        ec[i] = ExpNonPositive(b[i] * (xc[i] - m[i]));
-        sum[i] += ec[i];
+    for (int i = 0; i < w; ++i) {
+      Dtype max = m[i], size = total[i];
+      for (int k = 0; k < group(); ++k) {
+        max = Larger(max, xc[k * inner + i]);
+        size += std::abs(xc[k * inner + i]);
       }
-    } else {
-#pragma omp simd
-      for (int i = 0; i < w; ++i) {
-        sum[i] += ExpNonPositive(b[i] * (xc[i] - m[i]));
-      }
+      m[i] = max;
+      total[i] = size;
     }
-    after_channel(c, xc);
-  }
+  });
+  std::vector<int> special;
+  std::vector<Dtype> special_x;
   for (int i = 0; i < w; ++i) {
     if (!IsSpecial(total[i])) continue;
+    special.push_back(i);
+    for (int c = 0; c < channels; ++c) special_x.push_back(x[c * inner + i]);
+  }
+  std::fill(sum, sum + w, Dtype(0));
+  ForChannelGroups(channels, [&](int c, auto group) CT_LAMBDA_INLINE {
+    const Dtype* xc = x + c * inner;
+    Dtype* ec = e + c * inner;
+#pragma omp simd
+    for (int i = 0; i < w; ++i) {
+      Dtype s = sum[i];
+      for (int k = 0; k < group(); ++k) {
+        const Dtype v = ExpNonPositive(b[i] * (xc[k * inner + i] - m[i]));
+        ec[k * inner + i] = v;
+        s += v;
+      }
+      sum[i] = s;
+    }
+    after_group(c, group);
+  });
+  for (size_t j = 0; j < special.size(); ++j) {
+    const int i = special[j];
     sum[i] = 0;
     for (int c = 0; c < channels; ++c) {
-      const Dtype v = std::exp(b[i] * (x[c * inner + i] - m[i]));
-      if (e) e[c * inner + i] = v;
+      const Dtype v = std::exp(b[i] * (special_x[j * channels + c] - m[i]));
+      e[c * inner + i] = v;
       sum[i] += v;
     }
   }
@@ -164,19 +214,22 @@ CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
 
 // For the softmaxes, which take nothing more from the logits.
 struct NoChannelTerms {
-  template <typename Dtype>
-  void operator()(int, const Dtype*) const {}
+  template <typename Group>
+  void operator()(int, Group) const {}
 };
 
 // y_c *= inv over a strip, inv per position.
 template <typename Dtype>
 CT_INLINE void StripScale(Dtype* y, int channels, int inner, int w,
                           const Dtype* inv) {
-  for (int c = 0; c < channels; ++c) {
+  ForChannelGroups(channels, [&](int c, auto group) CT_LAMBDA_INLINE {
     Dtype* yc = y + c * inner;
 #pragma omp simd
-    for (int i = 0; i < w; ++i) yc[i] *= inv[i];
-  }
+    for (int i = 0; i < w; ++i) {
+      const Dtype scale = inv[i];
+      for (int k = 0; k < group(); ++k) yc[k * inner + i] *= scale;
+    }
+  });
 }
 
 template <typename Dtype>
@@ -203,65 +256,12 @@ CT_INLINE void SoftmaxForwardImpl(const SoftmaxShape& s, int begin, int end,
     const int w = std::min(kStrip, inner - i0);
     const Dtype* xs = x + o * C * inner + i0;
     Dtype* ys = y + o * C * inner + i0;
-    StripBeta(beta, o, i0, w, b);
-    StripSoftmaxSums(xs, C, inner, w, b, m, total, ys, sum, NoChannelTerms());
+    WithStripBetas(beta, o, i0, w, b, [&](const auto& betas) CT_LAMBDA_INLINE {
+      StripSoftmaxSums(xs, C, inner, w, betas, m, total, ys, sum,
+                       NoChannelTerms());
+    });
     for (int i = 0; i < w; ++i) sum[i] = Dtype(1) / sum[i];
     StripScale(ys, C, inner, w, sum);
-  }
-}
-
-template <typename Dtype>
-CT_INLINE void LogSoftmaxForwardImpl(const SoftmaxShape& s, int begin,
-                                     int end, const Dtype* x,
-                                     const BetaView<Dtype>& beta, Dtype* log_y,
-                                     Dtype* y) {
-  const int C = s.channels, inner = s.inner;
-  if (inner == 1) {
-    for (int o = begin; o < end; ++o) {
-      const Dtype* xo = x + o * C;
-      Dtype* lo = log_y + o * C;
-      Dtype* yo = y ? y + o * C : NULL;
-      const Dtype b = BetaAt(beta, o, 0);
-      Dtype m;
-      const Dtype sum = RowSoftmaxSum(xo, C, b, yo, &m);
-      const Dtype log_sum = std::log(sum), inv = Dtype(1) / sum;
-#pragma omp simd
-      for (int c = 0; c < C; ++c) lo[c] = b * (xo[c] - m) - log_sum;
-      if (yo) {
-#pragma omp simd
-        for (int c = 0; c < C; ++c) yo[c] *= inv;
-      }
-    }
-    return;
-  }
-  alignas(64) Dtype m[kStrip], b[kStrip], total[kStrip], sum[kStrip],
-      log_sum[kStrip];
-  for (int t = begin; t < end; ++t) {
-    int o, i0;
-    StripOf(t, inner, kStrip, &o, &i0);
-    const int w = std::min(kStrip, inner - i0);
-    const int offset = o * C * inner + i0;
-    const Dtype* xs = x + offset;
-    Dtype* ls = log_y + offset;
-    Dtype* ys = y ? y + offset : NULL;
-    StripBeta(beta, o, i0, w, b);
-    StripSoftmaxSums(xs, C, inner, w, b, m, total, ys, sum, NoChannelTerms());
-#pragma omp simd
-    for (int i = 0; i < w; ++i) {
-      log_sum[i] = std::log(sum[i]);
-      sum[i] = Dtype(1) / sum[i];
-    }
-    for (int c = 0; c < C; ++c) {
-      const Dtype* xc = xs + c * inner;
-      Dtype* lc = ls + c * inner;
-#pragma omp simd
-      for (int i = 0; i < w; ++i) lc[i] = b[i] * (xc[i] - m[i]) - log_sum[i];
-      if (ys) {
-        Dtype* yc = ys + c * inner;
-#pragma omp simd
-        for (int i = 0; i < w; ++i) yc[i] *= sum[i];
-      }
-    }
   }
 }
 
@@ -290,21 +290,32 @@ CT_INLINE void SoftmaxBackwardImpl(const SoftmaxShape& s, int begin, int end,
     StripOf(t, inner, kStrip, &o, &i0);
     const int w = std::min(kStrip, inner - i0);
     const int offset = o * C * inner + i0;
-    StripBeta(beta, o, i0, w, b);
     std::fill(dot, dot + w, Dtype(0));
-    for (int c = 0; c < C; ++c) {
+    ForChannelGroups(C, [&](int c, auto group) CT_LAMBDA_INLINE {
       const Dtype* yc = y + offset + c * inner;
       const Dtype* dyc = dy + offset + c * inner;
 #pragma omp simd
-      for (int i = 0; i < w; ++i) dot[i] += dyc[i] * yc[i];
-    }
-    for (int c = 0; c < C; ++c) {
-      const Dtype* yc = y + offset + c * inner;
-      const Dtype* dyc = dy + offset + c * inner;
-      Dtype* dxc = dx + offset + c * inner;
+      for (int i = 0; i < w; ++i) {
+        Dtype d = dot[i];
+        for (int k = 0; k < group(); ++k) {
+          d += dyc[k * inner + i] * yc[k * inner + i];
+        }
+        dot[i] = d;
+      }
+    });
+    WithStripBetas(beta, o, i0, w, b, [&](const auto& betas) CT_LAMBDA_INLINE {
+      ForChannelGroups(C, [&](int c, auto group) CT_LAMBDA_INLINE {
+        const int at = offset + c * inner;
 #pragma omp simd
-      for (int i = 0; i < w; ++i) dxc[i] = b[i] * yc[i] * (dyc[i] - dot[i]);
-    }
+        for (int i = 0; i < w; ++i) {
+          const Dtype bi = betas[i], di = dot[i];
+          for (int k = 0; k < group(); ++k) {
+            const int j = at + k * inner + i;
+            dx[j] = bi * y[j] * (dy[j] - di);
+          }
+        }
+      });
+    });
   }
 }
 
@@ -345,34 +356,39 @@ CT_INLINE void SoftmaxBetaGradientImpl(const SoftmaxShape& s, int begin,
     std::fill(mean, mean + w, Dtype(0));
     std::fill(dot, dot + w, Dtype(0));
     std::fill(dot_d, dot_d + w, Dtype(0));
-    for (int c = 0; c < C; ++c) {
-      const Dtype* xc = x + offset + c * inner;
-      const Dtype* yc = y + offset + c * inner;
-      const Dtype* dyc = dy + offset + c * inner;
+    ForChannelGroups(C, [&](int c, auto group) CT_LAMBDA_INLINE {
+      const int at = offset + c * inner;
 #pragma omp simd
       for (int i = 0; i < w; ++i) {
-        const Dtype d = xc[i] - m[i];
-        mean[i] += yc[i] * d;
-        dot[i] += dyc[i] * yc[i];
-        dot_d[i] += dyc[i] * yc[i] * d;
+        Dtype mean_i = mean[i], dot_i = dot[i], dot_d_i = dot_d[i];
+        for (int k = 0; k < group(); ++k) {
+          const int j = at + k * inner + i;
+          const Dtype d = x[j] - m[i];
+          mean_i += y[j] * d;
+          dot_i += dy[j] * y[j];
+          dot_d_i += dy[j] * y[j] * d;
+        }
+        mean[i] = mean_i;
+        dot[i] = dot_i;
+        dot_d[i] = dot_d_i;
       }
-    }
+    });
     Dtype* go = g + o * inner + i0;
 #pragma omp simd
     for (int i = 0; i < w; ++i) go[i] = dot_d[i] - dot[i] * mean[i];
   }
 }
 
-// Strip form of label_rows: each position's class (0 where ignored, so that
-// every look-up stays inside H), weight (1, or 0 where ignored) and
-// sum_rows_H of its label (0 where ignored).
+// Strip form of the positions' classes: each position's class (0 where
+// ignored, so that every look-up stays inside H), weight (1, or 0 where
+// ignored) and sum_rows_H of its class (0 where ignored).
 template <typename Dtype>
-CT_INLINE void StripLabelRows(const int* label_rows, int channels,
-                              const Dtype* sum_rows_H, int w, int* classes,
-                              Dtype* weight, Dtype* row_sum) {
+CT_INLINE void StripClasses(const int* position_classes,
+                            const Dtype* sum_rows_H, int w, int* classes,
+                            Dtype* weight, Dtype* row_sum) {
   for (int i = 0; i < w; ++i) {
-    const bool valid = label_rows[i] >= 0;
-    classes[i] = valid ? label_rows[i] / channels : 0;
+    const bool valid = position_classes[i] >= 0;
+    classes[i] = valid ? position_classes[i] : 0;
     weight[i] = valid ? Dtype(1) : Dtype(0);
     row_sum[i] = valid ? sum_rows_H[classes[i]] : Dtype(0);
   }
@@ -477,8 +493,9 @@ CT_INLINE Dtype InfiniteTermWeight(Dtype h, Dtype m, Dtype x) {
 template <typename Dtype>
 CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
                                        int end, const Dtype* x,
-                                       const int* label_rows, const Dtype* H,
-                                       const Dtype* sum_rows_H, Dtype* prob,
+                                       const int* position_classes,
+                                       const Dtype* H, const Dtype* sum_rows_H,
+                                       Dtype* prob,
                                        Dtype* item_loss, Dtype* extremes) {
   const int C = s.channels, inner = s.inner;
   Dtype most = extremes[0], least = extremes[1];
@@ -491,10 +508,10 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
       const Dtype inv = Dtype(1) / sum;
 #pragma omp simd
       for (int c = 0; c < C; ++c) po[c] *= inv;
-      const int row = label_rows[o];
+      const int l = position_classes[o];
       item_loss[o] = 0;
-      if (row < 0) continue;
-      const Dtype* h = H + row;
+      if (l < 0) continue;
+      const Dtype* h = H + l * C;
       Dtype dot = 0;
 #pragma omp simd reduction(+ : dot) reduction(max : most) \
     reduction(min : least)
@@ -504,16 +521,16 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
         most = Larger(most, weight);
         least = Smaller(least, weight);
       }
-      item_loss[o] = sum_rows_H[row / C] * std::log(sum) + dot;
+      item_loss[o] = sum_rows_H[l] * std::log(sum) + dot;
     }
     extremes[0] = most;
     extremes[1] = least;
     return;
   }
-  alignas(64) Dtype m[kStrip], ones[kStrip], total[kStrip], sum[kStrip],
-      dot[kStrip], weight[kStrip], row_sum[kStrip], h[kStrip];
+  alignas(64) Dtype m[kStrip], total[kStrip], sum[kStrip], dot[kStrip],
+      weight[kStrip], row_sum[kStrip], h[kChannelGroup][kStrip];
   alignas(64) int classes[kStrip];
-  std::fill(ones, ones + kStrip, Dtype(1));
+  const SameBeta<Dtype> one = {1};
   const HColumns<Dtype> columns(H, C);
   for (int t = begin; t < end; ++t) {
     int o, i0;
@@ -521,15 +538,22 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
     const int w = std::min(kStrip, inner - i0);
     const Dtype* xs = x + o * C * inner + i0;
     Dtype* ps = prob + o * C * inner + i0;
-    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, classes,
-                   weight, row_sum);
+    StripClasses(position_classes + o * inner + i0, sum_rows_H, w, classes,
+                 weight, row_sum);
     std::fill(dot, dot + w, Dtype(0));
-    const auto gap_terms = [&](int c, const Dtype* xc) {
-      columns.Fill(c, classes, w, h);
+    const auto gap_terms = [&](int c, auto group) CT_LAMBDA_INLINE {
+      for (int k = 0; k < group(); ++k) columns.Fill(c + k, classes, w, h[k]);
+      const Dtype* xc = xs + c * inner;
 #pragma omp simd
-      for (int i = 0; i < w; ++i) dot[i] += h[i] * (m[i] - xc[i]);
+      for (int i = 0; i < w; ++i) {
+        Dtype d = dot[i];
+        for (int k = 0; k < group(); ++k) {
+          d += h[k][i] * (m[i] - xc[k * inner + i]);
+        }
+        dot[i] = d;
+      }
     };
-    StripSoftmaxSums(xs, C, inner, w, ones, m, total, ps, sum, gap_terms);
+    StripSoftmaxSums(xs, C, inner, w, one, m, total, ps, sum, gap_terms);
     // A gap reaches the cap only where the logits' sum of sizes, which
     // bounds every gap, does (or holds an infinity or a NaN): those few
     // positions are redone with the capped gaps and their infinite terms.
@@ -562,7 +586,8 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
 template <typename Dtype>
 CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
                                         int end, const Dtype* prob,
-                                        const int* label_rows, const Dtype* H,
+                                        const int* position_classes,
+                                        const Dtype* H,
                                         const Dtype* sum_rows_H, Dtype scale,
                                         Dtype* dx) {
   const int C = s.channels, inner = s.inner;
@@ -570,19 +595,19 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
     for (int o = begin; o < end; ++o) {
       const Dtype* po = prob + o * C;
       Dtype* dxo = dx + o * C;
-      const int row = label_rows[o];
-      if (row < 0) {
+      const int l = position_classes[o];
+      if (l < 0) {
         std::fill(dxo, dxo + C, Dtype(0));
         continue;
       }
-      const Dtype p_scale = scale * sum_rows_H[row / C];
-      const Dtype* h = H + row;
+      const Dtype p_scale = scale * sum_rows_H[l];
+      const Dtype* h = H + l * C;
 #pragma omp simd
       for (int c = 0; c < C; ++c) dxo[c] = p_scale * po[c] - scale * h[c];
     }
     return;
   }
-  alignas(64) Dtype weight[kStrip], row_sum[kStrip], h[kStrip];
+  alignas(64) Dtype weight[kStrip], row_sum[kStrip], h[kChannelGroup][kStrip];
   alignas(64) int classes[kStrip];
   const HColumns<Dtype> columns(H, C);
   for (int t = begin; t < end; ++t) {
@@ -590,22 +615,25 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
     StripOf(t, inner, kStrip, &o, &i0);
     const int w = std::min(kStrip, inner - i0);
     const int offset = o * C * inner + i0;
-    StripLabelRows(label_rows + o * inner + i0, C, sum_rows_H, w, classes,
-                   weight, row_sum);
+    StripClasses(position_classes + o * inner + i0, sum_rows_H, w, classes,
+                 weight, row_sum);
 #pragma omp simd
     for (int i = 0; i < w; ++i) row_sum[i] *= scale;
-    for (int c = 0; c < C; ++c) {
-      const Dtype* pc = prob + offset + c * inner;
-      Dtype* dxc = dx + offset + c * inner;
-      columns.Fill(c, classes, w, h);
+    ForChannelGroups(C, [&](int c, auto group) CT_LAMBDA_INLINE {
+      for (int k = 0; k < group(); ++k) columns.Fill(c + k, classes, w, h[k]);
+      const int at = offset + c * inner;
 #pragma omp simd
       for (int i = 0; i < w; ++i) {
+        const Dtype p_scale = row_sum[i];
         // Selected, not multiplied by a zero weight: the NaN probabilities
         // of an ignored position must not reach its gradient.
-        dxc[i] = weight[i] != 0 ? row_sum[i] * pc[i] - scale * h[i]
-                                : Dtype(0);
+        const bool valid = weight[i] != 0;
+        for (int k = 0; k < group(); ++k) {
+          const int j = at + k * inner + i;
+          dx[j] = valid ? p_scale * prob[j] - scale * h[k][i] : Dtype(0);
+        }
       }
-    }
+    });
   }
 }
 
@@ -764,12 +792,6 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
                                      const BetaView<Dtype>& beta, Dtype* y) { \
     SoftmaxForwardImpl(s, begin, end, x, beta, y);                            \
   }                                                                           \
-  CT_CLONES void LogSoftmaxForwardClone(const SoftmaxShape& s, int begin,     \
-                                        int end, const Dtype* x,              \
-                                        const BetaView<Dtype>& beta,          \
-                                        Dtype* log_y, Dtype* y) {             \
-    LogSoftmaxForwardImpl(s, begin, end, x, beta, log_y, y);                  \
-  }                                                                           \
   CT_CLONES void SoftmaxBackwardClone(const SoftmaxShape& s, int begin,       \
                                       int end, const Dtype* y,                \
                                       const Dtype* dy,                        \
@@ -785,21 +807,22 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
   }                                                                           \
   CT_CLONES void InfogainLossForwardClone(const SoftmaxShape& s, int begin,   \
                                           int end, const Dtype* x,            \
-                                          const int* rows, const Dtype* H,    \
+                                          const int* classes, const Dtype* H, \
                                           const Dtype* sum_rows_H,            \
                                           Dtype* prob, Dtype* item_loss,      \
                                           Dtype* extremes) {                  \
-    InfogainLossForwardImpl(s, begin, end, x, rows, H, sum_rows_H, prob,      \
+    InfogainLossForwardImpl(s, begin, end, x, classes, H, sum_rows_H, prob,   \
                             item_loss, extremes);                             \
   }                                                                           \
   CT_CLONES void InfogainLossBackwardClone(const SoftmaxShape& s, int begin,  \
                                            int end, const Dtype* prob,        \
-                                           const int* rows, const Dtype* H,   \
+                                           const int* classes,                \
+                                           const Dtype* H,                    \
                                            const Dtype* sum_rows_H,           \
                                            Dtype scale, Dtype* dx) {          \
-    InfogainLossBackwardImpl(s, begin, end, prob, rows, H, sum_rows_H, scale, \
-                             dx);                                             \
-  } \
+    InfogainLossBackwardImpl(s, begin, end, prob, classes, H, sum_rows_H,     \
+                             scale, dx);                                      \
+  }                                                                           \
   CT_CLONES void DistillationSoftmaxesClone(                                  \
       const SoftmaxShape& s, int begin, int end, Dtype beta,                  \
       const Dtype* student, const Dtype* teacher, Dtype* q, Dtype* p,         \
@@ -819,16 +842,6 @@ void SoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
   ParallelRanges(StripItems(shape.outer, shape.inner, kStrip), shape.count(),
                  [&](int begin, int end) {
                    SoftmaxForwardClone(shape, begin, end, x, beta, y);
-                 });
-}
-
-template <typename Dtype>
-void LogSoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
-                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y) {
-  ParallelRanges(StripItems(shape.outer, shape.inner, kStrip), shape.count(),
-                 [&](int begin, int end) {
-                   LogSoftmaxForwardClone(shape, begin, end, x, beta, log_y,
-                                          y);
                  });
 }
 
@@ -855,7 +868,7 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
 
 template <typename Dtype>
 Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
-                             const int* label_rows, const Dtype* H,
+                             const int* position_classes, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype* prob,
                              bool* plus_inf, bool* minus_inf) {
   const int items = StripItems(shape.outer, shape.inner, kStrip);
@@ -863,8 +876,8 @@ Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
   Dtype most = 0, least = 0;
   ParallelRanges(items, shape.count(), [&](int begin, int end) {
     Dtype extremes[2] = {0, 0};
-    InfogainLossForwardClone(shape, begin, end, x, label_rows, H, sum_rows_H,
-                             prob, item_loss.data(), extremes);
+    InfogainLossForwardClone(shape, begin, end, x, position_classes, H,
+                             sum_rows_H, prob, item_loss.data(), extremes);
     // Exact whatever the order in which the threads arrive.
 #pragma omp critical(caffe_temperature_infogain_extremes)
     {
@@ -882,13 +895,13 @@ Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
 
 template <typename Dtype>
 void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
-                             const int* label_rows, const Dtype* H,
+                             const int* position_classes, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx) {
   ParallelRanges(StripItems(shape.outer, shape.inner, kStrip),
                  shape.count(), [&](int begin, int end) {
                    InfogainLossBackwardClone(shape, begin, end, prob,
-                                             label_rows, H, sum_rows_H, scale,
-                                             dx);
+                                             position_classes, H, sum_rows_H,
+                                             scale, dx);
                  });
 }
 
@@ -907,9 +920,6 @@ void DistillationSoftmaxesCPU(const SoftmaxShape& shape, Dtype beta,
 #define CT_INSTANTIATE_KERNELS(Dtype)                                         \
   template void SoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,   \
                                          const BetaView<Dtype>&, Dtype*);     \
-  template void LogSoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,\
-                                            const BetaView<Dtype>&, Dtype*,   \
-                                            Dtype*);                          \
   template void SoftmaxBackwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,  \
                                           const Dtype*,                       \
                                           const BetaView<Dtype>&, Dtype*);    \

@@ -96,7 +96,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Reshape(
   if (top.size() > 1) top[1]->ReshapeLike(*bottom[0]);
   else prob_.ReshapeLike(*bottom[0]);
   // Memory is only allocated by the path that touches these.
-  label_rows_.resize(shape_.positions());
+  classes_.resize(shape_.positions());
   position_stats_.Reshape(vector<int>{2, shape_.positions()});
   loss_sums_.Reshape(vector<int>(1, 2));
   // The GPU sums the rows of H and the two rows of position_stats_.
@@ -187,7 +187,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
         caffe_temperature::ClassifyLabel(label[pos], C, ignore_);
     if (kind == caffe_temperature::kLabelInvalid) FailOnLabel(pos, label[pos]);
     const bool valid = kind == caffe_temperature::kLabelValid;
-    label_rows_[pos] = valid ? static_cast<int>(label[pos]) * C : -1;
+    classes_[pos] = valid ? static_cast<int>(label[pos]) : -1;
     valid_count += valid;
   }
 
@@ -195,7 +195,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
   bool plus_inf = false, minus_inf = false;
   if (!empty) {
     loss = caffe_temperature::InfogainLossForwardCPU(
-        shape_, bottom[0]->cpu_data(), label_rows_.data(),
+        shape_, bottom[0]->cpu_data(), classes_.data(),
         Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
         Prob(top)->mutable_cpu_data(), &plus_inf, &minus_inf);
   }
@@ -215,7 +215,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Backward_cpu(
   if (!propagate_down[0] || shape_.positions() == 0) return;
   // Label rows from the forward pass: its labels were validated there.
   caffe_temperature::InfogainLossBackwardCPU(
-      shape_, Prob(top)->cpu_data(), label_rows_.data(),
+      shape_, Prob(top)->cpu_data(), classes_.data(),
       Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
       top[0]->cpu_diff()[0] / normalizer_, bottom[0]->mutable_cpu_diff());
 }

@@ -41,12 +41,6 @@ template <typename Dtype>
 void SoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                        const BetaView<Dtype>& beta, Dtype* y);
 
-// log_y = log_softmax(beta * x), and y = softmax(beta * x) when y is not
-// NULL. Neither output may alias x.
-template <typename Dtype>
-void LogSoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
-                          const BetaView<Dtype>& beta, Dtype* log_y, Dtype* y);
-
 // dx = beta * y * (dy - sum_k dy_k y_k). dx may alias dy or y.
 template <typename Dtype>
 void SoftmaxBackwardCPU(const SoftmaxShape& shape, const Dtype* y,
@@ -63,8 +57,8 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
 // The infogain loss of SoftmaxWithInfogainLoss (docs/spec.md), from the scores x
 // (softmax with beta = 1): writes prob = softmax(x) and returns
 //   -sum_{positions} sum_c H[l, c] log prob_c
-// over the positions whose row offset label_rows[o * inner + i] = l * channels
-// is >= 0 (negative: ignored). sum_rows_H[l] = sum_c H[l, c]. Labels and H
+// over the positions whose class l = classes[o * inner + i] is >= 0
+// (negative: ignored). sum_rows_H[l] = sum_c H[l, c]. Classes and H
 // must have been validated. A -inf logit x_c where H[l, c] != 0 makes the
 // loss infinite (-H[l, c] log 0), which this fast-math code cannot compute:
 // *plus_inf tells whether some H[l, c] > 0 meets one, *minus_inf whether
@@ -72,15 +66,15 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
 // the returned sum.
 template <typename Dtype>
 Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
-                             const int* label_rows, const Dtype* H,
+                             const int* classes, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype* prob,
                              bool* plus_inf, bool* minus_inf);
 
 // dx_c = scale * (prob_c * sum_rows_H[l] - H[l, c]), 0 at ignored positions;
-// label_rows, H and sum_rows_H as above.
+// classes, H and sum_rows_H as above.
 template <typename Dtype>
 void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
-                             const int* label_rows, const Dtype* H,
+                             const int* classes, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx);
 
 // What the fast-math pass of the distillation forward leaves per position

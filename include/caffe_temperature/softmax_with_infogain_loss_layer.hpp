@@ -93,8 +93,8 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   Blob<Dtype> sum_multiplier_;
   /// Probabilities when the layer has no prob top.
   Blob<Dtype> prob_;
-  /// CPU: the H row offset (l * C) of each position, -1 where ignored.
-  vector<int> label_rows_;
+  /// CPU: the class l of each position, -1 where ignored.
+  vector<int> classes_;
   /// GPU: per position, as rows of a 2 x positions matrix, the loss and 1
   /// where the position counts (0 where its label is ignored).
   Blob<Dtype> position_stats_;

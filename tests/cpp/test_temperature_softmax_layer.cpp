@@ -364,6 +364,41 @@ TYPED_TEST(TemperatureSoftmaxLayerTest, InPlaceWithoutBetaBottom) {
   }
 }
 
+// A position holding an infinity or a NaN is recomputed with IEEE exps after
+// the fast pass, which in place has overwritten its logits with exps: the
+// result must still be the one computed out of place.
+TYPED_TEST(TemperatureSoftmaxLayerTest, InPlaceWithNonFiniteLogits) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int kAxes[] = {1, -1};
+  for (const int axis : kAxes) {
+    SCOPED_TRACE(::testing::Message() << "axis " << axis);
+    LayerParameter param = TemperatureSoftmaxParam(axis);
+    SetFillerBeta(&param, 0.3);
+    this->Prepare({2, 6, 4}, axis, kFiller);
+    Dtype* x = this->x_.mutable_cpu_data();
+    x[1] = std::numeric_limits<Dtype>::infinity();
+    x[6] = -std::numeric_limits<Dtype>::infinity();
+    x[27] = std::numeric_limits<Dtype>::quiet_NaN();
+    Blob<Dtype> z;
+    z.CopyFrom(this->x_, false, true);
+    TemperatureSoftmaxLayer<Dtype> layer(param);
+    layer.SetUp(this->bottom_, this->top_);
+    layer.Forward(this->bottom_, this->top_);
+    const vector<Blob<Dtype>*> in_place(1, &z);
+    TemperatureSoftmaxLayer<Dtype> in_place_layer(param);
+    in_place_layer.SetUp(in_place, in_place);
+    in_place_layer.Forward(in_place, in_place);
+    int nan = 0;
+    for (int k = 0; k < z.count(); ++k) {
+      const Dtype expected = this->y_.cpu_data()[k], got = z.cpu_data()[k];
+      nan += std::isnan(expected);
+      EXPECT_TRUE(got == expected || (std::isnan(got) && std::isnan(expected)))
+          << "at " << k << ": " << got << " in place, " << expected;
+    }
+    EXPECT_GT(nan, 0);  // the NaN logit's vector is NaN (robustness.md)
+  }
+}
+
 // propagate_down: false for beta lifts the in-place restriction.
 TYPED_TEST(TemperatureSoftmaxLayerTest, InPlaceWithBetaBottomWithoutBetaGrad) {
   typedef typename TypeParam::Dtype Dtype;

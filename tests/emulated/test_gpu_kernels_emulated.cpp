@@ -513,18 +513,18 @@ TYPED_TEST(GpuKernelsEmulated, InfogainMatchesCpu) {
           const std::vector<Dtype> x = Logits<Dtype>(s, &rng, special);
           const std::vector<Dtype> labels = Labels<Dtype>(s, ignore, false,
                                                           &rng);
-          std::vector<int> label_rows(s.positions());
+          std::vector<int> classes(s.positions());
           Dtype valid_count = 0;
           for (int p = 0; p < s.positions(); ++p) {
             const bool valid =
                 ClassifyLabel(labels[p], C, ignore) == kLabelValid;
-            label_rows[p] = valid ? static_cast<int>(labels[p]) * C : -1;
+            classes[p] = valid ? static_cast<int>(labels[p]) : -1;
             valid_count += valid;
           }
           std::vector<Dtype> prob(s.count());
           bool plus_inf = false, minus_inf = false;
           Dtype loss = InfogainLossForwardCPU(
-              s, x.data(), label_rows.data(), H.data(), sum_rows_H.data(),
+              s, x.data(), classes.data(), H.data(), sum_rows_H.data(),
               prob.data(), &plus_inf, &minus_inf);
           // The layer's own step: the fast-math kernel reports the
           // infinite terms (a -inf logit that H weighs) instead of adding them.
@@ -556,7 +556,7 @@ TYPED_TEST(GpuKernelsEmulated, InfogainMatchesCpu) {
           const Dtype top_diff = 0.75, inv_norm = 1 / std::max<Dtype>(
                                                       valid_count, 1);
           std::vector<Dtype> dx(s.count());
-          InfogainLossBackwardCPU(s, prob.data(), label_rows.data(), H.data(),
+          InfogainLossBackwardCPU(s, prob.data(), classes.data(), H.data(),
                                   sum_rows_H.data(), top_diff * inv_norm,
                                   dx.data());
           const Guarded<Dtype> prob_in(prob),
