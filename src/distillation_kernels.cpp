@@ -46,26 +46,30 @@ void DistillationForwardCPU(const SoftmaxShape& shape, Dtype beta,
                             DistillationRow<Dtype>* rows) {
   DistillationSoftmaxesCPU(shape, beta, student, teacher, q, p, rows);
   const int channels = shape.channels, inner = shape.inner;
-  for (int pos = 0; pos < shape.positions(); ++pos) {
-    const DistillationRow<Dtype>& row = rows[pos];
-    // Ignored positions are selected away, never multiplied by 0, so their
-    // NaNs stay out of the loss.
-    if (valid[pos] == 0 || row.special == 0) {
-      kl[pos] = valid[pos] != 0 ? row.kl : Dtype(0);
-      continue;
+  // Each position's KL from its own row: the positions split between
+  // threads like any other work item.
+  ParallelRanges(shape.positions(), shape.count(), [&](int begin, int end) {
+    for (int pos = begin; pos < end; ++pos) {
+      const DistillationRow<Dtype>& row = rows[pos];
+      // Ignored positions are selected away, never multiplied by 0, so their
+      // NaNs stay out of the loss.
+      if (valid[pos] == 0 || row.special == 0) {
+        kl[pos] = valid[pos] != 0 ? row.kl : Dtype(0);
+        continue;
+      }
+      // An infinite or NaN logit: log p and log q from the logits, in IEEE
+      // arithmetic.
+      const int first = pos / inner * channels * inner + pos % inner;
+      Dtype sum = 0;
+      for (int c = 0; c < channels; ++c) {
+        const int j = first + c * inner;
+        sum += KlTerm(
+            p[j], beta * (teacher[j] - row.max_teacher) - row.log_sum_teacher,
+            beta * (student[j] - row.max_student) - row.log_sum_student);
+      }
+      kl[pos] = sum;
     }
-    // An infinite or NaN logit: log p and log q from the logits, in IEEE
-    // arithmetic.
-    const int first = pos / inner * channels * inner + pos % inner;
-    Dtype sum = 0;
-    for (int c = 0; c < channels; ++c) {
-      const int j = first + c * inner;
-      sum += KlTerm(p[j],
-                    beta * (teacher[j] - row.max_teacher) - row.log_sum_teacher,
-                    beta * (student[j] - row.max_student) - row.log_sum_student);
-    }
-    kl[pos] = sum;
-  }
+  });
 }
 
 template <typename Dtype>

@@ -3,6 +3,7 @@
 
 #include "caffe/layer_factory.hpp"
 #include "caffe_temperature/gpu_kernels.hpp"
+#include "caffe_temperature/labels_cpu.hpp"
 #include "caffe_temperature/layer_params.hpp"
 #include "caffe_temperature/softmax_with_distillation_loss_layer.hpp"
 
@@ -73,16 +74,22 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Reshape(
 template <typename Dtype>
 void SoftmaxWithDistillationLossLayer<Dtype>::CheckLabels(
     const Dtype* label) const {
-  for (int pos = 0; pos < shape_.positions(); ++pos) {
-    CHECK_NE(caffe_temperature::ClassifyLabel(label[pos], shape_.channels,
-                                              ignore_),
-             caffe_temperature::kLabelInvalid)
-        << type() << " layer '" << this->layer_param_.name() << "': label "
-        << "(bottom[2]) at position " << pos << " (sample "
-        << pos / shape_.inner << ", index " << pos % shape_.inner << ") is "
-        << label[pos] << "; expected an integer in [0, " << shape_.channels
-        << ")" << (ignore_.enabled ? " or ignore_label" : "");
-  }
+  int first_invalid = -1;
+  caffe_temperature::ClassifyLabelsCPU(
+      label, shape_.positions(), shape_.channels, ignore_,
+      [](int, caffe_temperature::LabelKind) {}, &first_invalid);
+  if (first_invalid >= 0) FailOnLabel(first_invalid, label[first_invalid]);
+}
+
+template <typename Dtype>
+void SoftmaxWithDistillationLossLayer<Dtype>::FailOnLabel(int position,
+                                                          Dtype value) const {
+  LOG(FATAL) << type() << " layer '" << this->layer_param_.name()
+             << "': label (bottom[2]) at position " << position << " (sample "
+             << position / shape_.inner << ", index "
+             << position % shape_.inner << ") is " << value
+             << "; expected an integer in [0, " << shape_.channels << ")"
+             << (ignore_.enabled ? " or ignore_label" : "");
 }
 
 template <typename Dtype>
@@ -132,15 +139,17 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
   const Dtype* label = bottom.size() == 3 ? bottom[2]->cpu_data() : NULL;
   Dtype* kl = position_stats_.mutable_cpu_data();
   Dtype* valid = kl + positions;
-  for (int pos = 0; pos < positions; ++pos) {
-    caffe_temperature::LabelKind kind = caffe_temperature::kLabelValid;
-    if (label) {
-      kind = caffe_temperature::ClassifyLabel(label[pos], shape_.channels,
-                                              ignore_);
-    }
-    // The error path alone walks the labels again, to name the first bad one.
-    if (kind == caffe_temperature::kLabelInvalid) CheckLabels(label);
-    valid[pos] = kind == caffe_temperature::kLabelValid;
+  if (label) {
+    int first_invalid = -1;
+    caffe_temperature::ClassifyLabelsCPU(
+        label, positions, shape_.channels, ignore_,
+        [&](int pos, caffe_temperature::LabelKind kind) {
+          valid[pos] = kind == caffe_temperature::kLabelValid;
+        },
+        &first_invalid);
+    if (first_invalid >= 0) FailOnLabel(first_invalid, label[first_invalid]);
+  } else {
+    std::fill(valid, valid + positions, Dtype(1));
   }
   caffe_temperature::DistillationForwardCPU(
       shape_, beta_, bottom[0]->cpu_data(), bottom[1]->cpu_data(), valid,

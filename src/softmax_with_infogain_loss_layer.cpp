@@ -10,6 +10,7 @@
 #include "caffe/util/io.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe_temperature/gpu_kernels.hpp"
+#include "caffe_temperature/labels_cpu.hpp"
 #include "caffe_temperature/layer_params.hpp"
 #include "caffe_temperature/softmax_with_infogain_loss_layer.hpp"
 
@@ -180,16 +181,17 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
   // inner is 0), the loss is 0 and no blob is read.
   const bool empty = shape_.positions() == 0;
   const Dtype* label = empty ? NULL : bottom[1]->cpu_data();
-  int valid_count = 0;
-  for (int pos = 0; pos < shape_.positions(); ++pos) {
-    // The GPU kernels classify labels with the same function.
-    const caffe_temperature::LabelKind kind =
-        caffe_temperature::ClassifyLabel(label[pos], C, ignore_);
-    if (kind == caffe_temperature::kLabelInvalid) FailOnLabel(pos, label[pos]);
-    const bool valid = kind == caffe_temperature::kLabelValid;
-    classes_[pos] = valid ? static_cast<int>(label[pos]) : -1;
-    valid_count += valid;
-  }
+  // The GPU kernels classify labels with the same function.
+  int first_invalid = -1;
+  const int valid_count = caffe_temperature::ClassifyLabelsCPU(
+      label, shape_.positions(), C, ignore_,
+      [&](int pos, caffe_temperature::LabelKind kind) {
+        classes_[pos] = kind == caffe_temperature::kLabelValid
+                            ? static_cast<int>(label[pos])
+                            : -1;
+      },
+      &first_invalid);
+  if (first_invalid >= 0) FailOnLabel(first_invalid, label[first_invalid]);
 
   Dtype loss = 0;
   bool plus_inf = false, minus_inf = false;

@@ -60,6 +60,8 @@ class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {
   /// Fails, naming the first offending position and value, unless every
   /// label is valid or ignored (host pointer).
   void CheckLabels(const Dtype* label) const;
+  /// Fails, naming the label at `position` and its value.
+  void FailOnLabel(int position, Dtype value) const;
   /// Fails when the net asks for a gradient to the teacher or the labels.
   void CheckPropagateDown(const vector<bool>& propagate_down) const;
   /// Stores the normalizer for Backward and writes loss and student_prob.
