@@ -149,6 +149,16 @@ CT_INLINE void WithStripBetas(const BetaView<Dtype>& beta, int o, int i0,
   run(static_cast<const Dtype*>(b));
 }
 
+// Whether some total[i], i < w, is an infinity or a NaN: one vectorised pass,
+// so that the strips (nearly all) that hold none skip the per-position test.
+template <typename Dtype>
+CT_INLINE bool AnySpecial(const Dtype* total, int w) {
+  int count = 0;
+#pragma omp simd reduction(+ : count)
+  for (int i = 0; i < w; ++i) count += IsSpecial(total[i]);
+  return count > 0;
+}
+
 // The strip form of RowSoftmaxSum, per position i: m[i], total[i] = the sum
 // of |x_c| (not finite, or at least a cap, where a logit is: the loss layers'
 // test for infinite terms), the exps e and sum[i]. e may alias x. All
@@ -180,7 +190,8 @@ CT_INLINE void StripSoftmaxSums(const Dtype* x, int channels, int inner,
   });
   std::vector<int> special;
   std::vector<Dtype> special_x;
-  for (int i = 0; i < w; ++i) {
+  const bool any_special = AnySpecial(total, w);
+  for (int i = 0; any_special && i < w; ++i) {
     if (!IsSpecial(total[i])) continue;
     special.push_back(i);
     for (int c = 0; c < channels; ++c) special_x.push_back(x[c * inner + i]);
@@ -557,7 +568,12 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
     // A gap reaches the cap only where the logits' sum of sizes, which
     // bounds every gap, does (or holds an infinity or a NaN): those few
     // positions are redone with the capped gaps and their infinite terms.
+    int capped = 0;
+#pragma omp simd reduction(+ : capped)
     for (int i = 0; i < w; ++i) {
+      capped += IsSpecial(total[i]) || total[i] >= GapCap<Dtype>() / 2;
+    }
+    for (int i = 0; capped > 0 && i < w; ++i) {
       if (!IsSpecial(total[i]) && total[i] < GapCap<Dtype>() / 2) continue;
       const Dtype* hl = H + classes[i] * C;
       dot[i] = 0;
@@ -657,8 +673,8 @@ CT_INLINE void DistillationClassTerms(Exp exp, Dtype beta, Dtype t,
 template <typename Dtype>
 CT_INLINE DistillationRow<Dtype> DistillationRowOf(Dtype max_t, Dtype max_s,
                                                    bool special, Dtype sum_t,
-                                                   Dtype sum_s, Dtype cross) {
-  const Dtype log_t = std::log(sum_t), log_s = std::log(sum_s);
+                                                   Dtype log_t, Dtype log_s,
+                                                   Dtype cross) {
   return {cross / sum_t - log_t + log_s, Dtype(special), max_t, max_s,
           log_t, log_s};
 }
@@ -717,12 +733,14 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
         po[c] *= inv_t;
         qo[c] *= inv_s;
       }
-      rows[o] = DistillationRowOf(max_t, max_s, special, sum_t, sum_s, cross);
+      rows[o] = DistillationRowOf(max_t, max_s, special, sum_t,
+                                  std::log(sum_t), std::log(sum_s), cross);
     }
     return;
   }
   alignas(64) Dtype max_t[kStrip], max_s[kStrip], total[kStrip],
-      sum_t[kStrip], sum_s[kStrip], cross[kStrip];
+      sum_t[kStrip], sum_s[kStrip], cross[kStrip], log_t[kStrip],
+      log_s[kStrip];
   for (int t = begin; t < end; ++t) {
     int o, i0;
     StripOf(t, inner, kStrip, &o, &i0);
@@ -768,21 +786,29 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
         cross[i] = cr;
       }
     });
+    const bool any_special = AnySpecial(total, w);
+    for (int i = 0; any_special && i < w; ++i) {
+      if (!IsSpecial(total[i])) continue;
+      // Redone with IEEE exps, channel by channel as above.
+      sum_t[i] = sum_s[i] = cross[i] = 0;
+      for (int c = 0; c < C; ++c) {
+        const int j = offset + c * inner + i;
+        DistillationClassTerms(IeeeExp(), beta, teacher[j], max_t[i],
+                               student[j], max_s[i], p[j], q[j], sum_t[i],
+                               sum_s[i], cross[i]);
+      }
+    }
+    // The logs in a loop of their own, vectorised.
+#pragma omp simd
+    for (int i = 0; i < w; ++i) {
+      log_t[i] = std::log(sum_t[i]);
+      log_s[i] = std::log(sum_s[i]);
+    }
     DistillationRow<Dtype>* strip_rows = rows + o * inner + i0;
     for (int i = 0; i < w; ++i) {
-      const bool special = IsSpecial(total[i]);
-      if (special) {
-        // Redone with IEEE exps, channel by channel as above.
-        sum_t[i] = sum_s[i] = cross[i] = 0;
-        for (int c = 0; c < C; ++c) {
-          const int j = offset + c * inner + i;
-          DistillationClassTerms(IeeeExp(), beta, teacher[j], max_t[i],
-                                 student[j], max_s[i], p[j], q[j], sum_t[i],
-                                 sum_s[i], cross[i]);
-        }
-      }
-      strip_rows[i] = DistillationRowOf(max_t[i], max_s[i], special,
-                                        sum_t[i], sum_s[i], cross[i]);
+      strip_rows[i] =
+          DistillationRowOf(max_t[i], max_s[i], IsSpecial(total[i]), sum_t[i],
+                            log_t[i], log_s[i], cross[i]);
       sum_t[i] = Dtype(1) / sum_t[i];
       sum_s[i] = Dtype(1) / sum_s[i];
     }
