@@ -6,6 +6,7 @@
 
 #include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
+#include "caffe_temperature/streaming.hpp"
 
 namespace caffe_temperature {
 
@@ -79,14 +80,16 @@ void DistillationBackwardCPU(const SoftmaxShape& shape, Dtype scale,
   const int channels = shape.channels, inner = shape.inner;
   if (inner == 1) {
     // One position per row, its channels contiguous.
+    const bool stream = StreamsOutput(shape.count(), sizeof(Dtype));
     ParallelRanges(shape.outer, shape.count(), [&](int begin, int end) {
       for (int pos = begin; pos < end; ++pos) {
         const int offset = pos * channels;
         const Dtype row_scale = scale * valid[pos];
-        for (int c = 0; c < channels; ++c) {
-          dx[offset + c] = row_scale * (q[offset + c] - p[offset + c]);
-        }
+        WriteValues(dx + offset, channels, stream, [&](int c) {
+          return row_scale * (q[offset + c] - p[offset + c]);
+        });
       }
+      if (stream) StreamFence();
     });
     return;
   }

@@ -14,6 +14,7 @@
 
 #include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
+#include "caffe_temperature/streaming.hpp"
 #include "caffe_temperature/vector_math.hpp"
 
 namespace caffe_temperature {
@@ -282,17 +283,19 @@ CT_INLINE void SoftmaxBackwardImpl(const SoftmaxShape& s, int begin, int end,
                                    const BetaView<Dtype>& beta, Dtype* dx) {
   const int C = s.channels, inner = s.inner;
   if (inner == 1) {
+    const bool stream = StreamsOutput(s.count(), sizeof(Dtype));
     for (int o = begin; o < end; ++o) {
       const Dtype* yo = y + o * C;
       const Dtype* dyo = dy + o * C;
-      Dtype* dxo = dx + o * C;
       Dtype dot = 0;
 #pragma omp simd reduction(+ : dot)
       for (int c = 0; c < C; ++c) dot += dyo[c] * yo[c];
       const Dtype b = BetaAt(beta, o, 0);
-#pragma omp simd
-      for (int c = 0; c < C; ++c) dxo[c] = b * yo[c] * (dyo[c] - dot);
+      WriteValues(dx + o * C, C, stream, [&](int c) CT_LAMBDA_INLINE {
+        return b * yo[c] * (dyo[c] - dot);
+      });
     }
+    if (stream) StreamFence();
     return;
   }
   alignas(64) Dtype b[kStrip], dot[kStrip];
@@ -608,19 +611,22 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
                                         Dtype* dx) {
   const int C = s.channels, inner = s.inner;
   if (inner == 1) {
+    const bool stream = StreamsOutput(s.count(), sizeof(Dtype));
     for (int o = begin; o < end; ++o) {
       const Dtype* po = prob + o * C;
-      Dtype* dxo = dx + o * C;
       const int l = position_classes[o];
       if (l < 0) {
-        std::fill(dxo, dxo + C, Dtype(0));
+        WriteValues(dx + o * C, C, stream,
+                    [](int) CT_LAMBDA_INLINE { return Dtype(0); });
         continue;
       }
       const Dtype p_scale = scale * sum_rows_H[l];
       const Dtype* h = H + l * C;
-#pragma omp simd
-      for (int c = 0; c < C; ++c) dxo[c] = p_scale * po[c] - scale * h[c];
+      WriteValues(dx + o * C, C, stream, [&](int c) CT_LAMBDA_INLINE {
+        return p_scale * po[c] - scale * h[c];
+      });
     }
+    if (stream) StreamFence();
     return;
   }
   alignas(64) Dtype weight[kStrip], row_sum[kStrip], h[kChannelGroup][kStrip];

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "caffe_temperature/parallel.hpp"
+#include "caffe_temperature/streaming.hpp"
 #include "caffe_temperature/vector_math.hpp"
 
 namespace caffe_temperature_native {
@@ -20,6 +21,7 @@ namespace caffe_temperature_native {
 namespace {
 
 #define CTN_INLINE inline __attribute__((always_inline))
+#define CTN_LAMBDA_INLINE __attribute__((always_inline))
 #define CTN_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
@@ -41,14 +43,17 @@ CTN_INLINE void SoftmaxBlock(const Dtype* x, Dtype* y, std::ptrdiff_t n) {
   for (std::ptrdiff_t i = 0; i < n; ++i) y[i] *= scale;
 }
 
+// dx with streaming stores where the whole dx is as large as the layers'
+// outputs that they stream (streaming.hpp).
 template <typename Dtype>
 CTN_INLINE void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, Dtype* dx,
-                                     std::ptrdiff_t n) {
+                                     std::ptrdiff_t n, bool stream) {
   Dtype dot = 0;
 #pragma omp simd reduction(+ : dot)
   for (std::ptrdiff_t i = 0; i < n; ++i) dot += y[i] * dy[i];
-#pragma omp simd
-  for (std::ptrdiff_t i = 0; i < n; ++i) dx[i] = y[i] * (dy[i] - dot);
+  caffe_temperature::WriteValues(
+      dx, n, stream,
+      [&](std::ptrdiff_t i) CTN_LAMBDA_INLINE { return y[i] * (dy[i] - dot); });
 }
 
 // Blocks [first, last) of the n values.
@@ -66,12 +71,15 @@ template <typename Dtype>
 CTN_INLINE void BackwardBlocks(const Dtype* y, const Dtype* dy, Dtype* dx,
                                std::size_t n, std::size_t block, int first,
                                int last) {
+  const bool stream = caffe_temperature::StreamsOutput(
+      static_cast<int64_t>(n), sizeof(Dtype));
   for (std::size_t start = first * block; start < std::min(n, last * block);
        start += block) {
     const std::size_t len = std::min(block, n - start);
     SoftmaxBackwardBlock(y + start, dy + start, dx + start,
-                         static_cast<std::ptrdiff_t>(len));
+                         static_cast<std::ptrdiff_t>(len), stream);
   }
+  if (stream) caffe_temperature::StreamFence();
 }
 
 // One clone per instruction set, called from each thread: OpenMP's outlined
