@@ -25,23 +25,25 @@ inline bool StreamsOutput(int64_t count, int64_t value_bytes) {
   return count * value_bytes >= kStreamingBytes;
 }
 
-// dst[0, n) = src[0, n), with 16-byte streaming stores (SSE2, so in every
-// instruction-set clone) from the first 16-byte boundary of dst on.
-inline void StreamCopy(float* dst, const float* src, int n) {
-  int i = 0;
-  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 16 != 0; ++i) {
-    dst[i] = src[i];
-  }
-  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
+// One 16-byte streaming store of the values at src (SSE2, so in every
+// instruction-set clone); dst 16-byte aligned.
+inline void Stream16(float* dst, const float* src) {
+  _mm_stream_ps(dst, _mm_loadu_ps(src));
+}
+inline void Stream16(double* dst, const double* src) {
+  _mm_stream_pd(dst, _mm_loadu_pd(src));
 }
 
-inline void StreamCopy(double* dst, const double* src, int n) {
+// dst[0, n) = src[0, n), with streaming stores from the first 16-byte
+// boundary of dst on.
+template <typename Dtype>
+inline void StreamCopy(Dtype* dst, const Dtype* src, int n) {
+  const int lanes = 16 / sizeof(Dtype);
   int i = 0;
   for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 16 != 0; ++i) {
     dst[i] = src[i];
   }
-  for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+  for (; i + lanes <= n; i += lanes) Stream16(dst + i, src + i);
   for (; i < n; ++i) dst[i] = src[i];
 }
 
