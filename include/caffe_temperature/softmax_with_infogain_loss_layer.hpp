@@ -89,8 +89,6 @@ class SoftmaxWithInfogainLossLayer : public LossLayer<Dtype> {
   /// sum_k H[l, k] for every l: computed once per H (at setup for `source`,
   /// once per forward pass for bottom[2]), never per position.
   Blob<Dtype> sum_rows_H_;
-  /// CPU: C ones; H times this vector is sum_rows_H_ (one BLAS call).
-  Blob<Dtype> sum_multiplier_;
   /// Probabilities when the layer has no prob top.
   Blob<Dtype> prob_;
   /// CPU: the class l of each position, -1 where ignored.
