@@ -196,7 +196,9 @@ class TemperatureSoftmaxLayerTest : public MultiDeviceTest<TypeParam> {
 TYPED_TEST_SUITE(TemperatureSoftmaxLayerTest, TestDtypesAndDevices);
 
 // The shapes cover each GPU kernel: a warp per row (C = 33, not a multiple
-// of 32), a block per row (C = 1500), a thread per position (inner > 1).
+// of 32), a block per row (C = 1500), a thread per position (inner > 1);
+// and on the CPU, short rows (C = 21: blocks of 256 rows transposed into
+// tiles, the last block partial).
 TYPED_TEST(TemperatureSoftmaxLayerTest, MatchesReferenceForSeveralT) {
   const float kBetas[] = {1.f / 40, 1.f / 3, 1.f, 4.f};
   for (const float beta : kBetas) {
@@ -206,6 +208,7 @@ TYPED_TEST(TemperatureSoftmaxLayerTest, MatchesReferenceForSeveralT) {
     this->CheckAgainstReference({4, 33}, 1, kFiller, beta);
     this->CheckAgainstReference({3, 1500}, -1, kFiller, beta);
     this->CheckAgainstReference({2, 1500, 3}, 1, kFiller, beta);
+    this->CheckAgainstReference({600, 21}, 1, kFiller, beta);
   }
 }
 
@@ -217,6 +220,7 @@ TYPED_TEST(TemperatureSoftmaxLayerTest, MatchesReferenceWithBetaBottom) {
     this->CheckAgainstReference({4, 33}, 1, source, 0);
     this->CheckAgainstReference({3, 1500}, 1, source, 0);
     this->CheckAgainstReference({3, 1, 2}, 1, source, 0);
+    this->CheckAgainstReference({3, 200, 7}, 2, source, 0);
   }
 }
 
