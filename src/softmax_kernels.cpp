@@ -267,15 +267,15 @@ CT_INLINE void ShortRowsForward(int C, int begin, int end, const Dtype* x,
                                 const BetaView<Dtype>& beta, Dtype* y) {
   alignas(64) Dtype tile[kShortRow * kShortRowBlock], m[kShortRowBlock],
       b[kShortRowBlock], total[kShortRowBlock], sum[kShortRowBlock];
+  // Beta varies along the rows unless it is one value: a block's rows are
+  // its strip's positions.
+  const BetaView<Dtype> rows = {beta.data, 0, beta.outer_stride};
   for (int o0 = begin; o0 < end; o0 += kShortRowBlock) {
     const int w = std::min(kShortRowBlock, end - o0);
     const Dtype* xb = x + o0 * C;
     for (int r = 0; r < w; ++r) {
       for (int c = 0; c < C; ++c) tile[c * w + r] = xb[r * C + c];
     }
-    // Beta varies along the rows unless it is one value: the block's rows
-    // are the strip's positions.
-    const BetaView<Dtype> rows = {beta.data, 0, beta.outer_stride};
     WithStripBetas(rows, 0, o0, w, b,
                    [&](const auto& betas) CT_LAMBDA_INLINE {
                      StripSoftmaxSums(tile, C, w, w, betas, m, total, tile,
@@ -540,6 +540,13 @@ CT_INLINE Dtype GapToMax(Dtype m, Dtype x) {
   return Smaller(m - x, GapCap<Dtype>());
 }
 
+// Whether a gap of a position whose logits' sizes sum to `total` can reach
+// the cap: every gap is at most that sum (or the sum is not finite).
+template <typename Dtype>
+CT_INLINE bool GapMayReachCap(Dtype total) {
+  return IsSpecial(total) || total >= GapCap<Dtype>() / 2;
+}
+
 // h where the gap reached the cap, else 0. The term is then -h log 0, +inf
 // for h > 0 and -inf for h < 0, which fast-math code cannot produce: the
 // kernel keeps the largest and the smallest of these values for the caller
@@ -622,11 +629,9 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
     // positions are redone with the capped gaps and their infinite terms.
     int capped = 0;
 #pragma omp simd reduction(+ : capped)
-    for (int i = 0; i < w; ++i) {
-      capped += IsSpecial(total[i]) || total[i] >= GapCap<Dtype>() / 2;
-    }
+    for (int i = 0; i < w; ++i) capped += GapMayReachCap(total[i]);
     for (int i = 0; capped > 0 && i < w; ++i) {
-      if (!IsSpecial(total[i]) && total[i] < GapCap<Dtype>() / 2) continue;
+      if (!GapMayReachCap(total[i])) continue;
       const Dtype* hl = H + classes[i] * C;
       dot[i] = 0;
       for (int c = 0; c < C; ++c) {
