@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "caffe_temperature/cpu_clones.hpp"
 #include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
 #include "caffe_temperature/streaming.hpp"
@@ -20,13 +21,6 @@
 namespace caffe_temperature {
 
 namespace {
-
-#define CT_INLINE inline __attribute__((always_inline))
-// Lambdas of the kernels are inlined too, so that each clone compiles them
-// for its own ISA.
-#define CT_LAMBDA_INLINE __attribute__((always_inline))
-#define CT_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 // Positions processed together when inner > 1: the loops run over contiguous
 // inner positions (vectorised), channel by channel. A strip makes one pass

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "caffe_temperature/cpu_clones.hpp"
 #include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/streaming.hpp"
 #include "caffe_temperature/vector_math.hpp"
@@ -20,13 +21,8 @@ namespace caffe_temperature_native {
 
 namespace {
 
-#define CTN_INLINE inline __attribute__((always_inline))
-#define CTN_LAMBDA_INLINE __attribute__((always_inline))
-#define CTN_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-
 template <typename Dtype>
-CTN_INLINE void SoftmaxBlock(const Dtype* x, Dtype* y, std::ptrdiff_t n) {
+CT_INLINE void SoftmaxBlock(const Dtype* x, Dtype* y, std::ptrdiff_t n) {
   Dtype m = x[0];
 #pragma omp simd reduction(max : m)
   for (std::ptrdiff_t i = 1; i < n; ++i) {
@@ -46,19 +42,19 @@ CTN_INLINE void SoftmaxBlock(const Dtype* x, Dtype* y, std::ptrdiff_t n) {
 // dx with streaming stores where the whole dx is as large as the layers'
 // outputs that they stream (streaming.hpp).
 template <typename Dtype>
-CTN_INLINE void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, Dtype* dx,
+CT_INLINE void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, Dtype* dx,
                                      std::ptrdiff_t n, bool stream) {
   Dtype dot = 0;
 #pragma omp simd reduction(+ : dot)
   for (std::ptrdiff_t i = 0; i < n; ++i) dot += y[i] * dy[i];
   caffe_temperature::WriteValues(
       dx, n, stream,
-      [&](std::ptrdiff_t i) CTN_LAMBDA_INLINE { return y[i] * (dy[i] - dot); });
+      [&](std::ptrdiff_t i) CT_LAMBDA_INLINE { return y[i] * (dy[i] - dot); });
 }
 
 // Blocks [first, last) of the n values.
 template <typename Dtype>
-CTN_INLINE void ForwardBlocks(const Dtype* x, Dtype* y, std::size_t n,
+CT_INLINE void ForwardBlocks(const Dtype* x, Dtype* y, std::size_t n,
                               std::size_t block, int first, int last) {
   for (std::size_t start = first * block; start < std::min(n, last * block);
        start += block) {
@@ -68,7 +64,7 @@ CTN_INLINE void ForwardBlocks(const Dtype* x, Dtype* y, std::size_t n,
 }
 
 template <typename Dtype>
-CTN_INLINE void BackwardBlocks(const Dtype* y, const Dtype* dy, Dtype* dx,
+CT_INLINE void BackwardBlocks(const Dtype* y, const Dtype* dy, Dtype* dx,
                                std::size_t n, std::size_t block, int first,
                                int last) {
   const bool stream = caffe_temperature::StreamsOutput(
@@ -84,23 +80,23 @@ CTN_INLINE void BackwardBlocks(const Dtype* y, const Dtype* dy, Dtype* dx,
 
 // One clone per instruction set, called from each thread: OpenMP's outlined
 // loop bodies are not cloned, so the dispatch has to be below them.
-CTN_CLONES void ForwardRange(const float* x, float* y, std::size_t n,
+CT_CLONES void ForwardRange(const float* x, float* y, std::size_t n,
                              std::size_t block, int first, int last) {
   ForwardBlocks(x, y, n, block, first, last);
 }
 
-CTN_CLONES void ForwardRange(const double* x, double* y, std::size_t n,
+CT_CLONES void ForwardRange(const double* x, double* y, std::size_t n,
                              std::size_t block, int first, int last) {
   ForwardBlocks(x, y, n, block, first, last);
 }
 
-CTN_CLONES void BackwardRange(const float* y, const float* dy, float* dx,
+CT_CLONES void BackwardRange(const float* y, const float* dy, float* dx,
                               std::size_t n, std::size_t block, int first,
                               int last) {
   BackwardBlocks(y, dy, dx, n, block, first, last);
 }
 
-CTN_CLONES void BackwardRange(const double* y, const double* dy, double* dx,
+CT_CLONES void BackwardRange(const double* y, const double* dy, double* dx,
                               std::size_t n, std::size_t block, int first,
                               int last) {
   BackwardBlocks(y, dy, dx, n, block, first, last);
