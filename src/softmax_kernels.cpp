@@ -769,11 +769,11 @@ CT_INLINE void DistillationClassTerms(Exp exp, Dtype beta, Dtype t,
 
 template <typename Dtype>
 CT_INLINE DistillationRow<Dtype> DistillationRowOf(Dtype max_t, Dtype max_s,
-                                                   bool special, Dtype sum_t,
-                                                   Dtype log_t, Dtype log_s,
-                                                   Dtype cross) {
-  return {cross / sum_t - log_t + log_s, Dtype(special), max_t, max_s,
-          log_t, log_s};
+                                                   bool special, Dtype log_t,
+                                                   Dtype log_s,
+                                                   Dtype mean_cross) {
+  return {mean_cross - log_t + log_s, Dtype(special), max_t, max_s, log_t,
+          log_s};
 }
 
 // A row's exps, sums and cross term (inner = 1).
@@ -830,8 +830,8 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
         po[c] *= inv_t;
         qo[c] *= inv_s;
       }
-      rows[o] = DistillationRowOf(max_t, max_s, special, sum_t,
-                                  std::log(sum_t), std::log(sum_s), cross);
+      rows[o] = DistillationRowOf(max_t, max_s, special, std::log(sum_t),
+                                  std::log(sum_s), cross / sum_t);
     }
     return;
   }
@@ -902,19 +902,22 @@ CT_INLINE void DistillationSoftmaxesImpl(const SoftmaxShape& s, int begin,
                                sum_s[i], cross[i]);
       }
     }
-    // The logs in a loop of their own, vectorised.
+    // The logs and divisions in a loop of their own, vectorised: in the
+    // loop over the rows below, which is not, they took 0.5 of 3.8 ms at
+    // 8 x 21 x 128 x 128.
 #pragma omp simd
     for (int i = 0; i < w; ++i) {
       log_t[i] = std::log(sum_t[i]);
       log_s[i] = std::log(sum_s[i]);
+      cross[i] /= sum_t[i];
+      sum_t[i] = Dtype(1) / sum_t[i];
+      sum_s[i] = Dtype(1) / sum_s[i];
     }
     DistillationRow<Dtype>* strip_rows = rows + o * inner + i0;
     for (int i = 0; i < w; ++i) {
-      strip_rows[i] =
-          DistillationRowOf(max_t[i], max_s[i], IsSpecial(total[i]), sum_t[i],
-                            log_t[i], log_s[i], cross[i]);
-      sum_t[i] = Dtype(1) / sum_t[i];
-      sum_s[i] = Dtype(1) / sum_s[i];
+      strip_rows[i] = DistillationRowOf(max_t[i], max_s[i],
+                                        IsSpecial(total[i]), log_t[i],
+                                        log_s[i], cross[i]);
     }
     StripScale(p + offset, C, inner, w, sum_t);
     StripScale(q + offset, C, inner, w, sum_s);
