@@ -563,11 +563,12 @@ CT_INLINE Dtype GapToMax(Dtype m, Dtype x) {
   return Smaller(m - x, GapCap<Dtype>());
 }
 
-// Whether a gap of a position whose logits' sizes sum to `total` can reach
-// the cap: every gap is at most that sum (or the sum is not finite).
+// Whether a gap of a position can reach the cap, from `bound`, at least
+// every gap m - x_c of the position (its largest gap, or the sum of its
+// logits' sizes) where they are finite, and not finite where a logit is not.
 template <typename Dtype>
-CT_INLINE bool GapMayReachCap(Dtype total) {
-  return IsSpecial(total) || total >= GapCap<Dtype>() / 2;
+CT_INLINE bool GapMayReachCap(Dtype bound) {
+  return IsSpecial(bound) || bound >= GapCap<Dtype>() / 2;
 }
 
 // h where the gap reached the cap, else 0. The term is then -h log 0, +inf
@@ -626,14 +627,24 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
       item_loss[o] = 0;
       if (l < 0) continue;
       const Dtype* h = H + l * C;
-      Dtype dot = 0;
+      Dtype dot = 0, smallest = xo[0];
+#pragma omp simd reduction(+ : dot) reduction(min : smallest)
+      for (int c = 0; c < C; ++c) {
+        dot += h[c] * (m - xo[c]);
+        smallest = Smaller(smallest, xo[c]);
+      }
+      // As in the strips below: only a row whose largest gap may reach the
+      // cap is redone with the capped gaps and its infinite terms.
+      if (GapMayReachCap(m - smallest)) {
+        dot = 0;
 #pragma omp simd reduction(+ : dot) reduction(max : most) \
     reduction(min : least)
-      for (int c = 0; c < C; ++c) {
-        dot += h[c] * GapToMax(m, xo[c]);
-        const Dtype weight = InfiniteTermWeight(h[c], m, xo[c]);
-        most = Larger(most, weight);
-        least = Smaller(least, weight);
+        for (int c = 0; c < C; ++c) {
+          dot += h[c] * GapToMax(m, xo[c]);
+          const Dtype weight = InfiniteTermWeight(h[c], m, xo[c]);
+          most = Larger(most, weight);
+          least = Smaller(least, weight);
+        }
       }
       item_loss[o] = sum_rows_H[l] * std::log(sum) + dot;
     }
