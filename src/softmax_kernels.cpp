@@ -621,18 +621,19 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
       Dtype m;
       const Dtype sum = RowSoftmaxSum(xo, C, Dtype(1), po, &m);
       const Dtype inv = Dtype(1) / sum;
-#pragma omp simd
-      for (int c = 0; c < C; ++c) po[c] *= inv;
       const int l = position_classes[o];
-      item_loss[o] = 0;
-      if (l < 0) continue;
-      const Dtype* h = H + l * C;
+      // One pass scales the row and takes its loss terms; an ignored row's
+      // (from row 0 of H) are dropped.
+      const Dtype* h = H + std::max(l, 0) * C;
       Dtype dot = 0, smallest = xo[0];
 #pragma omp simd reduction(+ : dot) reduction(min : smallest)
       for (int c = 0; c < C; ++c) {
+        po[c] *= inv;
         dot += h[c] * (m - xo[c]);
         smallest = Smaller(smallest, xo[c]);
       }
+      item_loss[o] = 0;
+      if (l < 0) continue;
       // As in the strips below: only a row whose largest gap may reach the
       // cap is redone with the capped gaps and its infinite terms.
       if (GapMayReachCap(m - smallest)) {
