@@ -29,9 +29,11 @@ using std::vector;
 
 const int kIgnored = -1;
 
-// Softmax axis 1 of each: inner = 1 (one row per position) and inner > 1
-// (strips of positions), both past kParallelMinElements.
-const vector<vector<int> > kShapes = {{160, 1000}, {2, 7, 100, 100}};
+// Softmax axis 1 of each: inner = 1 (one row per position), short rows
+// (tiles of 256 rows, which 2 threads split mid-tile) and inner > 1 (strips
+// of positions), all past kParallelMinElements.
+const vector<vector<int> > kShapes = {
+    {160, 1000}, {3300, 21}, {2, 7, 100, 100}};
 
 template <typename Dtype>
 class ThreadDeterminismTest : public ::testing::Test {

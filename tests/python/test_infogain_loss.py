@@ -118,6 +118,26 @@ def test_matches_numpy_reference(make_net: NetFactory, loss_param: str, mode: st
     assert not grad[0, :, 0, 0].any()  # label.flat[0] is ignored
 
 
+@pytest.mark.parametrize("channels", [5, 21, 31])
+def test_short_rows_match_numpy_reference(make_net: NetFactory, channels: int) -> None:
+    """Rows of at most 32 classes (inner = 1) go through transposed tiles of
+    256 rows: 601 rows make two whole tiles and one of 89 rows (a vector
+    remainder), with a -inf logit where H is 0, which must add nothing."""
+    shape = (601, channels)
+    x, label, h = random_inputs(np.random.default_rng(channels), shape=shape)
+    label.flat[1::4] = channels - 1
+    x[302, 0] = -np.inf
+    h[int(label[302]), 0] = 0.0
+    params = f"loss_param {{ ignore_label: {IGNORE} normalization: FULL }}"
+    net = make_net(loss_net("SoftmaxWithInfogainLoss", params, shape=shape))
+    loss, grad = run(net, x, label, h)
+    finite = x.copy()
+    finite[302, 0] = -1e4  # numpy's 0 * -inf is NaN; this adds the same 0
+    expected_loss, expected_grad = reference(finite, label, h, "FULL")
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("channels", [8, 9, 21, 32, 33])
 def test_matches_numpy_reference_for_each_class_table(make_net: NetFactory, channels: int) -> None:
     """With inner > 1 the float kernels look H[label, c] up in one to four
