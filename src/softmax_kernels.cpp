@@ -505,20 +505,26 @@ CT_INLINE void StripClasses(const int* position_classes,
   }
 }
 
-// H[l_i, c] for the positions i of a strip, one channel c at a time, for the
-// strip loops to read as a plain array. Each position has its own label, so
-// this is a gather, which x86 does one element at a time (AVX2's gather
-// instruction was slower still): at 8 x 21 x 128 x 128 it took a third of
-// the infogain backward. For floats and at most kTableClasses classes,
-// column c of H fits in four 8-float registers and a vector of 8 positions
-// looks its values up with register permutes (vpermps) instead.
+// H[l_i, c + k] for the positions i of a strip and the channels c + k of a
+// group, for the strip loops to read as plain arrays h[k]. Each position has
+// its own label, so this is a gather, which x86 does one element at a time
+// (AVX2's gather instruction was slower still): at 8 x 21 x 128 x 128 it took
+// a third of the infogain backward. For floats and at most kTableClasses
+// classes, column c of H fits in four 8-float registers and a vector of 8
+// positions looks its values up with register permutes (vpermps) instead,
+// the permute indices and table selections of its labels shared by the
+// group's channels.
 template <typename Dtype>
 class HColumns {
  public:
   HColumns(const Dtype* H, int channels) : H_(H), channels_(channels) {}
-  CT_INLINE void Fill(int c, const int* classes, int w, Dtype* out) const {
-    const Dtype* hc = H_ + c;
-    for (int i = 0; i < w; ++i) out[i] = hc[classes[i] * channels_];
+  template <typename Group>
+  CT_INLINE void Fill(int c, Group group, const int* classes, int w,
+                      Dtype (*h)[kStrip]) const {
+    for (int k = 0; k < group(); ++k) {
+      const Dtype* hc = H_ + c + k;
+      for (int i = 0; i < w; ++i) h[k][i] = hc[classes[i] * channels_];
+    }
   }
 
  private:
@@ -537,30 +543,48 @@ class HColumns<float> {
       for (int l = 0; l < channels; ++l) columns_[c][l] = H[l * channels + c];
     }
   }
-  CT_INLINE void Fill(int c, const int* classes, int w, float* out) const {
+  template <typename Group>
+  CT_INLINE void Fill(int c, Group group, const int* classes, int w,
+                      float (*h)[kStrip]) const {
     int i = 0;
-    if (channels_ <= kTableClasses) {
-      typedef float Floats __attribute__((vector_size(32)));
-      typedef int Ints __attribute__((vector_size(32)));
-      const int tables = (channels_ + 7) / 8;
-      Floats table[kTableClasses / 8];
-      std::memcpy(table, columns_[c], sizeof table);
-      for (; i + 8 <= w; i += 8) {
-        Ints l;
-        std::memcpy(&l, classes + i, sizeof l);
-        const Ints low = l & 7, high = l >> 3;
-        Floats h = __builtin_shuffle(table[0], low);
-        for (int t = 1; t < tables; ++t) {
-          h = high == t ? __builtin_shuffle(table[t], low) : h;
-        }
-        std::memcpy(out + i, &h, sizeof h);
-      }
+    switch (channels_ <= kTableClasses ? (channels_ + 7) / 8 : 0) {
+      case 1: i = FillTables<1>(c, group, classes, w, h); break;
+      case 2: i = FillTables<2>(c, group, classes, w, h); break;
+      case 3: i = FillTables<3>(c, group, classes, w, h); break;
+      case 4: i = FillTables<4>(c, group, classes, w, h); break;
     }
-    const float* hc = H_ + c;
-    for (; i < w; ++i) out[i] = hc[classes[i] * channels_];
+    for (int k = 0; k < group(); ++k) {
+      const float* hc = H_ + c + k;
+      for (int j = i; j < w; ++j) h[k][j] = hc[classes[j] * channels_];
+    }
   }
 
  private:
+  // The vectors of 8 positions, through kTables tables of 8 classes; returns
+  // the first position left.
+  template <int kTables, typename Group>
+  CT_INLINE int FillTables(int c, Group group, const int* classes, int w,
+                           float (*h)[kStrip]) const {
+    typedef float Floats __attribute__((vector_size(32)));
+    typedef int Ints __attribute__((vector_size(32)));
+    int i = 0;
+    for (; i + 8 <= w; i += 8) {
+      Ints l;
+      std::memcpy(&l, classes + i, sizeof l);
+      const Ints low = l & 7, high = l >> 3;
+      for (int k = 0; k < group(); ++k) {
+        Floats table[kTables];
+        std::memcpy(table, columns_[c + k], sizeof table);
+        Floats v = __builtin_shuffle(table[0], low);
+        for (int t = 1; t < kTables; ++t) {
+          v = high == t ? __builtin_shuffle(table[t], low) : v;
+        }
+        std::memcpy(h[k] + i, &v, sizeof v);
+      }
+    }
+    return i;
+  }
+
   const float* H_;
   int channels_;
   alignas(32) float columns_[kTableClasses][kTableClasses];
@@ -617,7 +641,7 @@ struct GapTerms {
   Dtype* dot;
   template <typename Group>
   CT_INLINE void Prepare(int c, Group group) const {
-    for (int k = 0; k < group(); ++k) columns->Fill(c + k, classes, w, h[k]);
+    columns->Fill(c, group, classes, w, h);
   }
   CT_INLINE Dtype Begin(int i) const { return dot[i]; }
   CT_INLINE void Add(Dtype& d, int k, int i, Dtype x, Dtype m) const {
@@ -807,7 +831,7 @@ CT_INLINE void InfogainLossBackwardImpl(const SoftmaxShape& s, int begin,
 #pragma omp simd
     for (int i = 0; i < w; ++i) row_sum[i] *= scale;
     ForChannelGroups(C, [&](int c, auto group) CT_LAMBDA_INLINE {
-      for (int k = 0; k < group(); ++k) columns.Fill(c + k, classes, w, h[k]);
+      columns.Fill(c, group, classes, w, h);
       const int at = offset + c * inner;
 #pragma omp simd
       for (int i = 0; i < w; ++i) {
