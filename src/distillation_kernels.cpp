@@ -124,12 +124,9 @@ template <typename Dtype>
 void DistillationBackwardCPU(const SoftmaxShape& shape, Dtype scale,
                              const Dtype* q, const Dtype* p,
                              const Dtype* valid, Dtype* dx) {
-  // Rows, or strips of positions as in the KL above.
-  const int items =
-      shape.inner == 1
-          ? shape.outer
-          : StripItems(shape.outer, shape.inner, kDistillationStrip);
-  ParallelRanges(items, shape.count(), [&](int begin, int end) {
+  // A row per item when inner = 1, else a strip of positions.
+  ParallelRanges(StripItems(shape.outer, shape.inner, kDistillationStrip),
+                 shape.count(), [&](int begin, int end) {
     BackwardClone(shape, begin, end, scale, q, p, valid, dx);
   });
 }

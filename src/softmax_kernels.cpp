@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -653,18 +652,18 @@ struct GapTerms {
 // The per-position arrays of InfogainStrip.
 template <typename Dtype>
 struct InfogainStripArrays {
-  alignas(64) Dtype m[kStrip], total[kStrip], sum[kStrip], loss[kStrip],
+  alignas(64) Dtype m[kStrip], total[kStrip], sum[kStrip], dot[kStrip],
       weight[kStrip], row_sum[kStrip], h[kChannelGroup][kStrip];
   alignas(64) int classes[kStrip];
 };
 
 // The infogain forward over a strip of w positions, element (c, i) at
 // x[c * stride + i], position i's class at position_classes[i]: writes the
-// exps to e (which must not alias x), each position's loss to a->loss and
-// the inverse of its sum of exps to a->sum, for the caller to scale e by;
-// widens *most and *least as InfogainLossForwardImpl's extremes.
+// exps to e (which must not alias x) and the inverse of each position's sum
+// of exps to a->sum, for the caller to scale e by, widens *most and *least
+// as InfogainLossForwardImpl's extremes, and returns the strip's loss.
 template <typename Dtype>
-CT_INLINE void InfogainStrip(const Dtype* x, int C, int stride, int w,
+CT_INLINE Dtype InfogainStrip(const Dtype* x, int C, int stride, int w,
                              const int* position_classes, const Dtype* H,
                              const Dtype* sum_rows_H,
                              const HColumns<Dtype>& columns, Dtype* e,
@@ -672,7 +671,7 @@ CT_INLINE void InfogainStrip(const Dtype* x, int C, int stride, int w,
                              Dtype* least) {
   StripClasses(position_classes, sum_rows_H, w, a->classes, a->weight,
                a->row_sum);
-  Dtype* dot = a->loss;
+  Dtype* dot = a->dot;
   std::fill(dot, dot + w, Dtype(0));
   const GapTerms<Dtype> gap_terms = {&columns, a->classes, w, a->h, dot};
   const SameBeta<Dtype> one = {1};
@@ -698,11 +697,13 @@ CT_INLINE void InfogainStrip(const Dtype* x, int C, int stride, int w,
       *least = Smaller(*least, infinite);
     }
   }
-#pragma omp simd
+  Dtype loss = 0;
+#pragma omp simd reduction(+ : loss)
   for (int i = 0; i < w; ++i) {
-    a->loss[i] = a->row_sum[i] * std::log(a->sum[i]) + a->weight[i] * dot[i];
+    loss += a->row_sum[i] * std::log(a->sum[i]) + a->weight[i] * dot[i];
     a->sum[i] = Dtype(1) / a->sum[i];
   }
+  return loss;
 }
 
 // Writes each item's loss to item_loss[item] (the caller sums them in order,
@@ -767,25 +768,22 @@ CT_INLINE void InfogainLossForwardImpl(const SoftmaxShape& s, int begin,
       const int o0 = block * kShortRowBlock;
       const int w = std::min(kShortRowBlock, s.outer - o0);
       ToTile(x + o0 * C, C, w, tile_x);
-      InfogainStrip(tile_x, C, w, w, position_classes + o0, H, sum_rows_H,
-                    columns, tile_e, &a, &most, &least);
-      item_loss[block] = std::accumulate(a.loss, a.loss + w, Dtype(0));
+      item_loss[block] =
+          InfogainStrip(tile_x, C, w, w, position_classes + o0, H,
+                        sum_rows_H, columns, tile_e, &a, &most, &least);
       FromTile(tile_e, C, w, a.sum, prob + o0 * C);
     }
-  }
-  for (int t = begin; inner > 1 && t < end; ++t) {
-    int o, i0;
-    StripOf(t, inner, kStrip, &o, &i0);
-    const int w = std::min(kStrip, inner - i0);
-    Dtype* ps = prob + o * C * inner + i0;
-    InfogainStrip(x + o * C * inner + i0, C, inner, w,
-                  position_classes + o * inner + i0, H, sum_rows_H, columns,
-                  ps, &a, &most, &least);
-    Dtype strip_loss = 0;
-#pragma omp simd reduction(+ : strip_loss)
-    for (int i = 0; i < w; ++i) strip_loss += a.loss[i];
-    StripScale(ps, C, inner, w, a.sum);
-    item_loss[t] = strip_loss;
+  } else {
+    for (int t = begin; t < end; ++t) {
+      int o, i0;
+      StripOf(t, inner, kStrip, &o, &i0);
+      const int w = std::min(kStrip, inner - i0);
+      Dtype* ps = prob + o * C * inner + i0;
+      item_loss[t] = InfogainStrip(x + o * C * inner + i0, C, inner, w,
+                                   position_classes + o * inner + i0, H,
+                                   sum_rows_H, columns, ps, &a, &most, &least);
+      StripScale(ps, C, inner, w, a.sum);
+    }
   }
   extremes[0] = most;
   extremes[1] = least;

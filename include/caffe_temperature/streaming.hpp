@@ -14,6 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "caffe_temperature/cpu_clones.hpp"
+
 namespace caffe_temperature {
 
 // Outputs from this size on are streamed: the L3 cache of a Zen 3 core
@@ -58,9 +60,8 @@ const int kStreamChunk = 1024;
 // argument computed from a 64-bit index made GCC 12 give up on that: 1.8x
 // slower).
 template <typename Index, typename Dtype, typename Value>
-inline __attribute__((always_inline)) void WriteValues(Dtype* out, Index n,
-                                                       bool stream,
-                                                       const Value& value) {
+CT_INLINE void WriteValues(Dtype* out, Index n, bool stream,
+                           const Value& value) {
   if (!stream) {
 #pragma omp simd
     for (Index c = 0; c < n; ++c) out[c] = value(c);

@@ -43,7 +43,7 @@ CT_INLINE void SoftmaxBlock(const Dtype* x, Dtype* y, std::ptrdiff_t n) {
 // outputs that they stream (streaming.hpp).
 template <typename Dtype>
 CT_INLINE void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, Dtype* dx,
-                                     std::ptrdiff_t n, bool stream) {
+                                    std::ptrdiff_t n, bool stream) {
   Dtype dot = 0;
 #pragma omp simd reduction(+ : dot)
   for (std::ptrdiff_t i = 0; i < n; ++i) dot += y[i] * dy[i];
@@ -55,7 +55,7 @@ CT_INLINE void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, Dtype* dx,
 // Blocks [first, last) of the n values.
 template <typename Dtype>
 CT_INLINE void ForwardBlocks(const Dtype* x, Dtype* y, std::size_t n,
-                              std::size_t block, int first, int last) {
+                             std::size_t block, int first, int last) {
   for (std::size_t start = first * block; start < std::min(n, last * block);
        start += block) {
     const std::size_t len = std::min(block, n - start);
@@ -65,8 +65,8 @@ CT_INLINE void ForwardBlocks(const Dtype* x, Dtype* y, std::size_t n,
 
 template <typename Dtype>
 CT_INLINE void BackwardBlocks(const Dtype* y, const Dtype* dy, Dtype* dx,
-                               std::size_t n, std::size_t block, int first,
-                               int last) {
+                              std::size_t n, std::size_t block, int first,
+                              int last) {
   const bool stream = caffe_temperature::StreamsOutput(
       static_cast<int64_t>(n), sizeof(Dtype));
   for (std::size_t start = first * block; start < std::min(n, last * block);
@@ -81,24 +81,24 @@ CT_INLINE void BackwardBlocks(const Dtype* y, const Dtype* dy, Dtype* dx,
 // One clone per instruction set, called from each thread: OpenMP's outlined
 // loop bodies are not cloned, so the dispatch has to be below them.
 CT_CLONES void ForwardRange(const float* x, float* y, std::size_t n,
-                             std::size_t block, int first, int last) {
+                            std::size_t block, int first, int last) {
   ForwardBlocks(x, y, n, block, first, last);
 }
 
 CT_CLONES void ForwardRange(const double* x, double* y, std::size_t n,
-                             std::size_t block, int first, int last) {
+                            std::size_t block, int first, int last) {
   ForwardBlocks(x, y, n, block, first, last);
 }
 
 CT_CLONES void BackwardRange(const float* y, const float* dy, float* dx,
-                              std::size_t n, std::size_t block, int first,
-                              int last) {
+                             std::size_t n, std::size_t block, int first,
+                             int last) {
   BackwardBlocks(y, dy, dx, n, block, first, last);
 }
 
 CT_CLONES void BackwardRange(const double* y, const double* dy, double* dx,
-                              std::size_t n, std::size_t block, int first,
-                              int last) {
+                             std::size_t n, std::size_t block, int first,
+                             int last) {
   BackwardBlocks(y, dy, dx, n, block, first, last);
 }
 

@@ -114,9 +114,9 @@ def median_ms(runs: list[Callable[[], object]], blocks: int, block_s: float) -> 
     about ``block_s`` (at least one), each block after an untimed call: a block
     repeats the same call, so every candidate is timed in its steady state (its
     data in cache as far as it fits, its allocations reused), not cold after
-    the others. The blocks of the
-    different runs take turns, so that load from other processes, which drifts
-    over seconds, falls on every candidate alike."""
+    the others. The blocks of the different runs take turns, so that load from
+    other processes, which drifts over seconds, falls on every candidate
+    alike."""
     calls = [max(1, int(block_s / max(warm_up(run, WARM_UP_BLOCKS * block_s), 1e-9))) for run in runs]
     times: list[list[float]] = [[] for _ in runs]
     for _ in range(blocks):
