@@ -8,8 +8,14 @@ import pytest
 from caffe_temperature import add_temperature as tool
 from caffe_temperature import calibrate
 from caffe_temperature import rewrite
-from test_add_temperature import (  # noqa: F401  (simple: a fixture)
-    IN_PLACE, SIMPLE, caffemodel, layer, parse, run_main, run_text, simple, stored)
+from test_add_temperature import IN_PLACE, SIMPLE, caffemodel, layer, parse, run_main, run_text, stored
+
+
+@pytest.fixture
+def simple(tmp_path):
+    path = tmp_path / "deploy.prototxt"
+    path.write_text(SIMPLE)
+    return path
 
 
 def power_feeding(text: str, softmax_name: str = "prob"):
