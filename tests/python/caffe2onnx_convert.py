@@ -31,9 +31,9 @@ def convert(prototxt: str, caffemodel: str, onnx: str) -> str | None:
 
 
 def main() -> None:
-    jobs = json.loads(sys.argv[1])
-    results = {onnx: convert(prototxt, caffemodel, onnx) for prototxt, caffemodel, onnx in jobs}
-    Path(sys.argv[2]).write_text(json.dumps(results))
+    jobs, results = json.loads(sys.argv[1]), Path(sys.argv[2])  # convert() replaces sys.argv
+    errors = {onnx: convert(prototxt, caffemodel, onnx) for prototxt, caffemodel, onnx in jobs}
+    results.write_text(json.dumps(errors))
 
 
 if __name__ == "__main__":

@@ -130,10 +130,11 @@ def test_onnx_logits_agree_with_pycaffe(model):
 
 
 def test_a_failed_conversion_is_reported(tmp_path):
-    """The helper sees a conversion that fails, so that the table's 'refused' cells can be trusted."""
-    missing = tmp_path / "missing.prototxt"
-    onnx = tmp_path / "missing.onnx"
-    error = convert_with_caffe2onnx([(missing, tmp_path / "missing.caffemodel", onnx)])[onnx]
-    assert error is not None and "Error" in error and not onnx.exists()
-    with pytest.raises(ConversionError):
-        onnx_logits(Model(missing, tmp_path / "missing.caffemodel", np.zeros((1, 1), np.float32), "x"), tmp_path)
+    """The helper sees a conversion that fails, so that the table's "no" cells can be trusted."""
+    prototxt, weights = tmp_path / "unknown.prototxt", tmp_path / "empty.caffemodel"
+    prototxt.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
+                        'layer { name: "t" type: "TemperatureSoftmax" bottom: "data" top: "t" }\n')
+    weights.write_bytes(b"")  # an empty NetParameter
+    with pytest.raises(ConversionError, match="not support: TemperatureSoftmax"):
+        onnx_logits(Model(prototxt, weights, np.zeros((1, 3), np.float32), "data"), tmp_path)
+    assert not (tmp_path / "logits.onnx").exists()
