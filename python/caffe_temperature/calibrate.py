@@ -10,8 +10,9 @@ a deploy net through pycaffe (``--deploy``, ``--weights``, ``--data``). The
 tool prints NLL, expected calibration error (ECE, 15 equal-width confidence
 bins) and accuracy before and after, and can write a JSON summary, a
 reliability diagram and, with ``--apply``, the calibrated deploy net (through
-add_temperature's rewrite: a frozen Scale(1/T) in front of the Softmax) and,
-with ``--weights-out``, its model with that 1/T stored (for OpenCV's dnn module).
+add_temperature's rewrite: a frozen Scale(1/T) in front of the Softmax, or
+the form ``--form`` names) and, with ``--weights-out``, its model with that
+1/T stored (for OpenCV's dnn module).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from typing import TYPE_CHECKING, Any, Sequence, TextIO
 import numpy as np
 from scipy.special import log_softmax
 
-from caffe_temperature import add_temperature as at
+from caffe_temperature import rewrite as rw
+from caffe_temperature.add_temperature import add_form_arguments
 from caffe_temperature._cli import (
     ArgumentParser, ToolError, load_array, load_pycaffe, new_figure, png_bytes, positive_int, progress_bar,
     report_errors, same_file, write_all)
 from caffe_temperature.prototxt import read_net, render
+from caffe_temperature.saved_model import rewritten_model
 
 if TYPE_CHECKING:
     from caffe.proto import caffe_pb2
@@ -51,6 +54,8 @@ examples:
 
 --weights-out writes --weights with the Scale's 1/T stored in it (add_temperature's
 --weights-out), which runtimes that run no fillers, such as OpenCV's dnn module, need.
+--form power writes a Power layer instead, which needs no model change (OpenCV 4,
+caffe2onnx); --form fused (or --fused) the plugin's TemperatureSoftmax.
 
 input files: .npy, or .npz (logits under 'logits', labels under 'labels' or
 'label', or a file's only array). --data is an .npz holding the input blob's
@@ -186,12 +191,12 @@ def as_labels(raw: np.ndarray, examples: int, classes: int) -> np.ndarray:
 
 
 def default_blob(net: caffe_pb2.NetParameter, source: str) -> str:
-    """The logits blob: the input of the last Softmax, behind its temperature Scale if it has one."""
-    indices = [i for i, layer in enumerate(net.layer) if at.is_softmax(layer)]
+    """The logits blob: the input of the last Softmax, behind its temperature Scale or Power if it has one."""
+    indices = [i for i, layer in enumerate(net.layer) if rw.is_softmax(layer)]
     if not indices:
         raise ToolError(f"{source} has no Softmax layer; name the logits blob with --blob")
-    scale = at.own_scale_index(net, indices[-1])
-    layer = net.layer[indices[-1] if scale is None else scale]
+    own = rw.own_temperature_index(net, indices[-1])
+    layer = net.layer[indices[-1] if own is None else own]
     return layer.bottom[0]
 
 
@@ -303,8 +308,8 @@ def calibrated_deploy(args: argparse.Namespace, temperature: float) -> tuple[lis
     Given --weights, the model is checked against the new net as add_temperature --weights does.
     """
     net = read_net(args.apply).net
-    rewrite = at.add_temperature(net, temperature, fused=args.fused, source=str(args.apply))
-    model, model_notes = at.rewritten_model(rewrite, args.fused, args.weights, args.weights_out is not None)
+    rewrite = rw.add_temperature(net, temperature, form=args.form or rw.SCALE_FORM, source=str(args.apply))
+    model, model_notes = rewritten_model(rewrite, args.weights, args.weights_out is not None)
     outputs = [(args.output, render(rewrite.net).encode("utf-8"))]
     if model is not None and args.weights_out is not None:
         outputs.insert(0, (args.weights_out, model))
@@ -328,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--data", type=Path, metavar="X.npz", help="held-out inputs (and labels), .npz or .npy")
     net.add_argument("--input", metavar="BLOB", help="input blob (default: the net's first input)")
     net.add_argument("--blob", metavar="BLOB",
-                     help="logits blob (default: the bottom of the last Softmax, behind its temperature Scale)")
+                     help="logits blob (default: the bottom of the last Softmax, behind its temperature Scale or Power)")
     net.add_argument("--batch-size", type=positive_int("--batch-size"), default=64,
                      help="examples per forward pass (default 64)")
     net.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -338,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--apply", type=Path, metavar="DEPLOY",
                      help="write this deploy net with the fitted T (add_temperature's rewrite) to -o")
     out.add_argument("-o", "--output", type=Path, metavar="OUT.prototxt", help="where --apply writes")
-    out.add_argument("--fused", action="store_true", help="with --apply: TemperatureSoftmax instead of Scale + Softmax")
+    add_form_arguments(out, None)
     out.add_argument("--weights-out", type=Path, metavar="OUT.caffemodel",
                      help="with --apply and --weights: write the model with the Scale's 1/T stored (for OpenCV's dnn)")
     return parser
@@ -360,8 +365,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--deploy needs --weights and --data")
     if (args.apply is None) != (args.output is None):
         parser.error("--apply DEPLOY and -o OUT.prototxt go together")
-    if args.fused and args.apply is None:
-        parser.error("--fused goes with --apply")
+    if args.form is not None and args.apply is None:
+        parser.error("--form (or --fused) goes with --apply")
     if args.apply is not None and same_file(args.output, args.apply):
         parser.error("-o names the --apply input; write the calibrated net to a new file")
     if args.weights_out is not None and (args.apply is None or args.weights is None):

@@ -20,6 +20,7 @@ from google.protobuf import text_format
 from scipy.stats import entropy
 
 from caffe_temperature import add_temperature as at
+from caffe_temperature import rewrite as rw
 from caffe_temperature._cli import ArgumentParser, ToolError, load_pycaffe, positive_number, report_errors
 from caffe_temperature.prototxt import copy_net, example_path, parse_net, read_net, render
 
@@ -48,8 +49,8 @@ def fused_variant(net: caffe_pb2.NetParameter, temperature: float) -> caffe_pb2.
     """Every Softmax as a TemperatureSoftmax carrying beta = 1/T (also at T = 1)."""
     out = copy_net(net)
     for layer in out.layer:
-        if at.is_softmax(layer):
-            at.as_fused(layer, 1.0 / temperature)
+        if rw.is_softmax(layer):
+            rw.as_fused(layer, 1.0 / temperature)
     return out
 
 
@@ -95,7 +96,7 @@ def compare(caffe: ModuleType, deploy: Path, temperature: float,
         inputs = {name: rng.normal(size=original.blobs[name].data.shape) for name in original.inputs}
         table = {}
         for t in (1.0, temperature):
-            stock = at.add_temperature(net, t, source=str(deploy)).net
+            stock = rw.add_temperature(net, t, source=str(deploy)).net
             table[t] = (
                 probabilities(caffe, fused_variant(net, t), weights, inputs, workdir, "fused"),
                 probabilities(caffe, stock, weights, inputs, workdir, "stock"),

@@ -1,8 +1,9 @@
-"""Shared fixtures: a real pycaffe with the plugin loaded, and Caffe's sources."""
+"""Shared fixtures: a real pycaffe with the plugin loaded, Caffe's sources, and the deploy table's report."""
 
 from __future__ import annotations
 
 import faulthandler
+import math
 import os
 import signal
 import subprocess
@@ -27,6 +28,45 @@ def caffe():
 
     pycaffe.set_mode_cpu()
     return pycaffe
+
+
+class DeployReport:
+    """The largest |p - softmax(logits / T)| per (form, runtime) cell of test_deploy_runtimes, printed after the run."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    def record(self, form: str, runtime: str, largest: float, failure: str | None) -> None:
+        before = self.cells.get((form, runtime), (0.0, failure))[0]
+        self.cells[(form, runtime)] = (max(before, largest), failure)
+
+    def lines(self) -> list[str]:
+        runtimes = list(dict.fromkeys(runtime for _, runtime in self.cells))
+        rows = [["form", *runtimes]]
+        for form in dict.fromkeys(form for form, _ in self.cells):
+            row = [form]
+            for runtime in runtimes:
+                largest, failure = self.cells.get((form, runtime), (math.nan, None))
+                row.append(f"{failure} (T = 1: {largest:.2g})" if failure else f"{largest:.2g}")
+            rows.append(row)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+
+
+DEPLOY_REPORT = pytest.StashKey[DeployReport]()
+
+
+@pytest.fixture(scope="session")
+def deploy_report(request) -> DeployReport:
+    return request.config.stash.setdefault(DEPLOY_REPORT, DeployReport())
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    report = config.stash.get(DEPLOY_REPORT, None)
+    if report is not None and report.cells:
+        terminalreporter.write_sep("-", "largest |p - softmax(logits / T)| per form and runtime (T = 40, 0.5, 1)")
+        for line in report.lines():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from google.protobuf import text_format
 from caffe.proto import caffe_pb2
 from caffe_temperature import add_temperature as tool
 from caffe_temperature import _cli
+from caffe_temperature import rewrite
 from caffe_temperature._cli import ToolError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,8 +44,8 @@ def scale_feeding(net: caffe_pb2.NetParameter, softmax_name: str) -> caffe_pb2.L
     index = [i for i, l in enumerate(net.layer) if l.name == softmax_name][0]
     scale = net.layer[index - 1]
     assert scale.type == "Scale"
-    assert tool.is_temperature_scale(scale)
-    assert tool.own_scale_index(net, index) == index - 1
+    assert rewrite.is_temperature_scale(scale)
+    assert rewrite.own_temperature_index(net, index) == index - 1
     assert scale.scale_param.num_axes == 0 and scale.scale_param.HasField("bias_term")
     assert not scale.scale_param.bias_term
     assert [(p.lr_mult, p.decay_mult) for p in scale.param] == [(0, 0)]
@@ -555,7 +556,7 @@ def test_notes_say_where_the_net_runs(capsys, simple):
     _, _, err = run_main(capsys, simple, "--T", "40")
     assert "runs on Caffe as it is" in err and "OpenCV" in err and "--weights-out" in err
     _, _, err = run_main(capsys, simple, "--T", "40", "--fused")
-    assert "only on Caffe with this plugin" in err and "leave out --fused" in err
+    assert "only on Caffe with this plugin" in err and "--form power" in err
     _, _, err = run_main(capsys, simple, "--T", "1")
     assert "OpenCV" not in err  # no Scale, nothing a model needs
 

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import rewrite as tool
 from caffe_temperature import prototxt
 from caffe_temperature._cli import ToolError
 

@@ -11,6 +11,7 @@ from google.protobuf import text_format
 from caffe.proto import caffe_pb2
 from caffe_temperature import add_temperature as tool
 from caffe_temperature import prototxt
+from caffe_temperature.rewrite import FORMS, add_temperature
 
 DATA = Path(__file__).resolve().parent / "data" / "add_temperature"
 TEMPERATURES = [0.5, 1.0, 3.0, 40.0]
@@ -23,12 +24,12 @@ def softmax(x: np.ndarray, temperature: float, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def rewrite(text: str, temperature: float, *, fused: bool = False) -> str:
+def rewrite(text: str, temperature: float, *, form: str = "scale") -> str:
     net = caffe_pb2.NetParameter()
     text_format.Parse(text, net)
     if prototxt.is_legacy(net):
         net = prototxt.upgrade_legacy(net, "<test>")
-    return prototxt.render(tool.add_temperature(net, temperature, fused=fused).net)
+    return prototxt.render(add_temperature(net, temperature, form=form).net)
 
 
 CLASSIFIER = """
@@ -55,11 +56,11 @@ def trained(make_net, tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     return weights, x, net.blobs["fc"].data.copy()
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("temperature", TEMPERATURES)
-def test_same_weights_give_softmax_of_logits_over_t(make_net, trained, temperature, fused):
+def test_same_weights_give_softmax_of_logits_over_t(make_net, trained, temperature, form):
     weights, x, logits = trained
-    net = make_net(rewrite(CLASSIFIER, temperature, fused=fused), weights=str(weights))
+    net = make_net(rewrite(CLASSIFIER, temperature, form=form), weights=str(weights))
     net.blobs["data"].data[...] = x
     net.forward()
     np.testing.assert_allclose(net.blobs["fc"].data, logits, rtol=1e-6)  # logits untouched
@@ -90,11 +91,11 @@ def axis_net(axis: int, in_place: bool) -> str:
 
 @pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("axis", [0, 1, 2, 3, -1])
-@pytest.mark.parametrize("fused", [False, True])
-def test_every_axis_and_in_place(make_net, axis, in_place, fused):
+@pytest.mark.parametrize("form", FORMS)
+def test_every_axis_and_in_place(make_net, axis, in_place, form):
     temperature = 2.5
     x = np.random.default_rng(axis + 10).normal(scale=4, size=(2, 3, 4, 5)).astype(np.float32)
-    net = make_net(rewrite(axis_net(axis, in_place), temperature, fused=fused))
+    net = make_net(rewrite(axis_net(axis, in_place), temperature, form=form))
     net.blobs["x"].data[...] = x
     net.forward()
     out = net.blobs["x" if in_place else "y"].data

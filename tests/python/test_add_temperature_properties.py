@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caffe.proto import caffe_pb2
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import rewrite as tool
 from caffe_temperature import prototxt
 from caffe_temperature._cli import ToolError
 
@@ -107,13 +107,13 @@ def softmax_names(net: caffe_pb2.NetParameter) -> list[str]:
 
 
 def check_rewrite(original: caffe_pb2.NetParameter, result: caffe_pb2.NetParameter,
-                  temperature: float, targets: set[str]) -> None:
+                  temperature: float, targets: set[str], form: str) -> None:
     # parses back with caffe_pb2 to the same message
     assert text_format.Parse(prototxt.render(result), caffe_pb2.NetParameter()) == result
     beta = float(np.float32(1.0 / temperature))
     known = {layer.name for layer in original.layer}
     inserted = [layer for layer in result.layer if layer.name not in known]
-    # new names are new, distinct, and each Scale writes a blob of its own name (or works in place)
+    # new names are new, distinct, and each new layer writes a blob of its own name (or works in place)
     assert not {layer.name for layer in inserted} & names_in(original)
     assert len({layer.name for layer in inserted}) == len(inserted)
     expected = 0 if temperature == 1.0 else sum(
@@ -122,9 +122,9 @@ def check_rewrite(original: caffe_pb2.NetParameter, result: caffe_pb2.NetParamet
     for index, layer in enumerate(result.layer):
         if layer.type == "Softmax" and layer.name in targets and temperature != 1.0:
             scale = result.layer[index - 1]
-            assert scale in inserted and tool.is_temperature_scale(scale)
-            assert tool.own_scale_index(result, index) == index - 1
-            assert scale.scale_param.filler.value == beta
+            assert scale in inserted and scale.type == tool.STOCK_LAYERS[form] and tool.is_temperature_layer(scale)
+            assert tool.own_temperature_index(result, index) == index - 1
+            assert tool.temperature_beta(scale) == beta
             assert list(scale.include) == list(layer.include)
             assert scale.top[0] == layer.bottom[0]
             assert scale.top[0] in (scale.name, scale.bottom[0])
@@ -136,8 +136,8 @@ def check_rewrite(original: caffe_pb2.NetParameter, result: caffe_pb2.NetParamet
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(net=nets(), temperature=TEMPERATURE, data=st.data())
-def test_rewrite_properties(net, temperature, data):
+@given(net=nets(), temperature=TEMPERATURE, form=st.sampled_from([tool.SCALE_FORM, tool.POWER_FORM]), data=st.data())
+def test_rewrite_properties(net, temperature, form, data):
     names = softmax_names(net)
     if not names:
         with pytest.raises(ToolError):
@@ -145,19 +145,21 @@ def test_rewrite_properties(net, temperature, data):
         return
     chosen = data.draw(st.one_of(st.just([]), st.lists(st.sampled_from(names), min_size=1, unique=True)))
     before = net.SerializeToString()
-    result = tool.add_temperature(net, temperature, chosen).net
+    result = tool.add_temperature(net, temperature, chosen, form).net
     assert net.SerializeToString() == before  # the input message is not changed
-    check_rewrite(net, result, temperature, set(chosen or names))
+    check_rewrite(net, result, temperature, set(chosen or names), form)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(net=nets(), first=TEMPERATURE, second=TEMPERATURE, fused=st.booleans())
-def test_rerun_is_the_same_as_running_once(net, first, second, fused):
+@given(net=nets(), first=TEMPERATURE, second=TEMPERATURE, form=st.sampled_from(tool.FORMS))
+def test_rerun_is_the_same_as_running_once(net, first, second, form):
+    """In any form, and switching forms: the output depends only on the last run."""
     if not softmax_names(net):
         return
-    once = tool.add_temperature(net, first, fused=fused).net
-    assert tool.add_temperature(once, second).net == tool.add_temperature(net, second).net
-    assert tool.add_temperature(once, second, fused=True).net == tool.add_temperature(net, second, fused=True).net
+    once = tool.add_temperature(net, first, form=form).net
+    for second_form in tool.FORMS:
+        assert tool.add_temperature(once, second, form=second_form).net == tool.add_temperature(
+            net, second, form=second_form).net
     assert tool.add_temperature(once, 1.0).net == net
 
 
@@ -166,7 +168,7 @@ def test_rerun_is_the_same_as_running_once(net, first, second, fused):
 def test_fused_replaces_only_the_softmax_type(net, temperature):
     if not softmax_names(net):
         return
-    result = tool.add_temperature(net, temperature, fused=True).net
+    result = tool.add_temperature(net, temperature, form=tool.FUSED_FORM).net
     assert len(result.layer) == len(net.layer)
     for before, after in zip(net.layer, result.layer):
         if before.type != "Softmax" or temperature == 1.0:

@@ -26,6 +26,7 @@ CASES: dict[str, tuple[Callable[..., int], str, dict[str, list[str]]]] = {
         "bad_number": ["deploy.prototxt", "--T", "nan", "-o", "OUT"],
         "missing_file": ["missing.prototxt", "--T", "2", "-o", "OUT"],
         "unwritable_output": ["deploy.prototxt", "--T", "2", "-o", "NODIR/OUT"],
+        "bad_form": ["deploy.prototxt", "--T", "2", "--form", "cube", "-o", "OUT"],
     }),
     "calibrate": (calibrate.main, calibrate.PROG, {
         "bad_number": ["--deploy", "deploy.prototxt", "--weights", "w", "--data", "d.npz", "--batch-size", "0"],

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from caffe_temperature.add_temperature import scale_layer
+from caffe_temperature.rewrite import scale_layer
 from caffe_temperature.prototxt import load_caffe_pb2
 
 if TYPE_CHECKING:
