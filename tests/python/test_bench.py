@@ -299,7 +299,8 @@ def test_memory_floor_moves_the_bytes_the_group_must(group):
     runs.forward()
     runs.forward_backward()
     forward, backward = candidates.traffic(group, shape)
-    assert moved == [(forward.reads, forward.writes), (forward.reads, forward.writes), (backward.reads, backward.writes)]
+    forward_pass, backward_pass = (forward.reads, forward.writes), (backward.reads, backward.writes)
+    assert moved == [forward_pass, forward_pass, backward_pass]
     assert 4 * (moved[0][0] + moved[0][1]) == candidates.traffic_bytes(group, shape)[0]
 
 

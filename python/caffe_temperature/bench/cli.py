@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 from caffe_temperature._cli import (
-    ArgumentParser, check_writable, finite_number, positive_int, positive_number, report_errors, write_all)
+    ArgumentParser, check_writable, finite_number, int_at_least, positive_int, positive_number, report_errors,
+    write_all)
 from caffe_temperature.bench import checks, provenance, report, timing
 from caffe_temperature.bench.candidates import LAYER_GROUPS, Settings
 from caffe_temperature.bench.results import Result, with_ratios
@@ -41,16 +42,6 @@ def more_than_one(text: str) -> float:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--retries must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--retries must be >= 0, got {text!r}")
-    return value
-
-
 def build_parser() -> ArgumentParser:
     from caffe_temperature import bench
 
@@ -76,7 +67,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-spread", type=more_than_one, default=1.3,
                         help="slowest / fastest block above which a figure is re-measured, and printed as "
                         "unstable if it stays so (default 1.3)")
-    parser.add_argument("--retries", type=non_negative_int, default=1,
+    parser.add_argument("--retries", type=int_at_least("--retries", 0), default=1,
                         help="re-measurements of a group with a figure that cannot be (default 1)")
     parser.add_argument("--scaling", choices=LAYER_GROUPS, metavar="GROUP",
                         help=f"instead of --shapes/--layers: time GROUP on N x {SCALING_CHANNELS} for N = "
