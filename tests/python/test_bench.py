@@ -84,8 +84,11 @@ def test_tiny_run_writes_json_and_png(tmp_path: Path, capsys):
     assert out.startswith(f"command: {cli.PROG} --shapes 8x10 ") and "\ncommit:  " in out and "\nmachine: " in out
 
 
-def test_each_group_has_floors_and_an_overhead_row_from_the_same_run(capsys):
-    rows_run, _ = timing.run_all([(4, 6)], list(candidates.LAYER_GROUPS), settings(repeat=3, max_spread=1e9))
+def test_each_group_has_floors_and_an_overhead_row_from_the_same_run(capsys, monkeypatch):
+    # About the floors and the ratios: tiny timings on a loaded machine may trip
+    # the checks, which have tests of their own.
+    monkeypatch.setattr(checks, "row_problems", lambda r, max_spread: [])
+    rows_run, _ = timing.run_all([(4, 6)], list(candidates.LAYER_GROUPS), settings(repeat=3))
     rows_all = results.with_ratios(rows_run)
     for group in candidates.LAYER_GROUPS:
         rows = {r.candidate: r for r in rows_all if r.group == group}
@@ -132,9 +135,8 @@ def test_distillation_exp_floor_makes_twice_the_forward_passes():
         assert len(calls) == exps + 1
 
 
-def settings(repeat: int, max_spread: float = 1.3) -> candidates.Settings:
-    return candidates.Settings(temperature=4.0, repeat=repeat, threads=1, device="cpu", block_ms=0.2,
-                               max_spread=max_spread)
+def settings(repeat: int) -> candidates.Settings:
+    return candidates.Settings(temperature=4.0, repeat=repeat, threads=1, device="cpu", block_ms=0.2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
