@@ -388,6 +388,18 @@ def test_spread_is_the_slowest_block_over_the_fastest(monkeypatch):
     assert t.spread == pytest.approx(2.0) and t.ms == pytest.approx(1e3 * 1.35)
 
 
+def test_warm_up_goes_on_while_calls_take_new_pages(monkeypatch):
+    faults = iter([0, 500, 500, 800, 800, 800, 800, 800])  # before and after each call: two calls fault
+    calls = []
+    monkeypatch.setattr(timing, "minor_faults", lambda: next(faults))
+    timing.warm_up(lambda: calls.append(1), seconds=0.0)
+    assert len(calls) == 3  # on past the faulting calls, until one takes no new page
+    faults = iter(range(0, 1000, 10))  # every call faults: it gives up at WARM_UP_MAX_CALLS
+    calls.clear()
+    timing.warm_up(lambda: calls.append(1), seconds=0.0)
+    assert len(calls) == timing.WARM_UP_MAX_CALLS
+
+
 def test_provenance_names_the_commit_and_the_cpu(tmp_path: Path):
     assert provenance.commit(tmp_path).startswith("unknown")
     cpuinfo = "model name\t: Some CPU 9000\nflags\t\t: fpu sse2 avx2 fma\n"

@@ -178,7 +178,8 @@ def plot_by_group(results: list[Result], title: str, xlabel: str,
                 ax.set_xticks([], minor=True)
             ax.set_ylabel("median time per call (ms)")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            if ax.lines:  # a panel of forward-only rows (the deploy runtimes) has no forward + backward
+                ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle(title)
     figure.tight_layout()
     return png_bytes(figure)

@@ -68,10 +68,11 @@ def warm_up(run: Callable[[], object], seconds: float) -> float:
     up to WARM_UP_MAX_CALLS: a run that allocates in every call (PyTorch) grows
     the heap over its first calls until its freed blocks fit what it asks for,
     and a call that takes new pages is not a steady one. At 1024 x 32000 a
-    PyTorch forward faulted on 53,000 and 21,000 pages in its 1st and 5th calls
-    and on none from about the 9th; with one call of warm-up (4 blocks' time is
-    less than one call) its forward was timed while the heap grew, and came out
-    slower than its forward + backward, timed later. The time per call is the
+    PyTorch forward took tens of thousands of new pages per call over its first
+    calls and none after about ten (docs/performance.md); with one call of
+    warm-up (4 blocks' time is less than one call) its forward was timed while
+    the heap grew, and came out slower than its forward + backward, timed
+    later. The time per call is the
     mean of the calls since the last one that faulted (the last call's if
     every one did)."""
     start = time.perf_counter()
