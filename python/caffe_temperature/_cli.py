@@ -141,14 +141,19 @@ def fraction(name: str) -> Callable[[str], float]:
 
 def positive_int(name: str) -> Callable[[str], int]:
     """argparse type for counts (--repeat, --seeds, --batch-size): an integer >= 1."""
+    return int_at_least(name, 1)
+
+
+def int_at_least(name: str, minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= minimum."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {text!r}")
         return value
 
     return parse

@@ -74,16 +74,27 @@ void LimitBackward(const Array<Dtype>& y, const Array<Dtype>& dy, Array<Dtype>& 
   if (n > 0) caffe_temperature_native::LimitBackward(y.data(), dy.data(), out, n, block);
 }
 
+float MemoryPass(const Array<float>& in, Array<float>& out) {
+  const std::size_t n_in = static_cast<std::size_t>(in.size());
+  const std::size_t n_out = static_cast<std::size_t>(out.size());
+  if (n_out > n_in) {
+    throw py::value_error("the output must not be larger than the input");
+  }
+  float* written = out.mutable_data();
+  py::gil_scoped_release release;
+  return n_in > 0 ? caffe_temperature_native::MemoryPass(in.data(), n_in, written, n_out) : 0.0f;
+}
+
 template <typename Dtype>
 void DefineLimits(py::module_& m) {
   m.def("limit_forward", &LimitForward<Dtype>, py::arg("x").noconvert(),
         py::arg("y").noconvert(), py::arg("block"),
-        "The benchmark's limit, forward: for each block of `block` values, a "
+        "The benchmark's exp floor, forward: for each block of `block` values, a "
         "max pass over x, a vector-exp pass writing y and summing it, and a "
         "pass scaling y (built with the kernels' -ffast-math flags).");
   m.def("limit_backward", &LimitBackward<Dtype>, py::arg("y").noconvert(),
         py::arg("dy").noconvert(), py::arg("dx").noconvert(), py::arg("block"),
-        "The benchmark's limit, backward: for each block, a pass for dot(y, dy) "
+        "The benchmark's exp floor, backward: for each block, a pass for dot(y, dy) "
         "and one writing dx = y * (dy - dot).");
 }
 
@@ -99,4 +110,9 @@ PYBIND11_MODULE(_native, m) {
         "returns (serialized upgraded net, whether it needed upgrading).");
   DefineLimits<float>(m);
   DefineLimits<double>(m);
+  m.def("memory_pass", &MemoryPass, py::arg("input").noconvert(),
+        py::arg("output").noconvert(),
+        "The benchmark's memory floor: reads all of `input` once and writes "
+        "all of `output` (no larger), a copy of input's first values; "
+        "returns the sum of the values read and not copied.");
 }

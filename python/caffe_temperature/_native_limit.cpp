@@ -4,13 +4,15 @@
 // the baseline, picked at load time.
 // The blocks are shared between OpenMP's threads as the kernels share their
 // rows (ParallelRanges: omp_get_max_threads(), which the benchmark sets as it
-// sets the plugin's; small blobs on one thread), so that the limit of N threads
-// is N threads' limit.
+// sets the plugin's; small blobs on one thread), so that the floor of N
+// threads is N threads' floor.
 #include "_native_limit.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
+#include <vector>
 
 #include "caffe_temperature/cpu_clones.hpp"
 #include "caffe_temperature/parallel.hpp"
@@ -123,7 +125,60 @@ void Backward(const Dtype* y, const Dtype* dy, Dtype* dx, std::size_t n,
       });
 }
 
+// The memory floor's blocks: 128 KB of floats, as the exp floor's.
+const std::size_t kMemoryBlock = 32768;
+
+// Block `index` of the memory floor: values [start, start + len) of `in`
+// copied to `out` where out has them, else summed into *sum.
+template <typename Dtype>
+CT_INLINE void MemoryBlock(const Dtype* in, std::size_t n_out, Dtype* out,
+                           std::size_t start, std::size_t len, bool stream,
+                           Dtype* sum) {
+  const std::size_t copied = start < n_out ? std::min(len, n_out - start) : 0;
+  if (stream) {
+    caffe_temperature::StreamCopy(out + start, in + start,
+                                  static_cast<int>(copied));
+  } else {
+    std::copy(in + start, in + start + copied, out + start);
+  }
+  Dtype s = 0;
+#pragma omp simd reduction(+ : s)
+  for (std::size_t i = start + copied; i < start + len; ++i) s += in[i];
+  *sum = s;
+}
+
+template <typename Dtype>
+CT_INLINE void MemoryBlocks(const Dtype* in, std::size_t n_in, Dtype* out,
+                            std::size_t n_out, Dtype* sums, int first,
+                            int last) {
+  const bool stream = caffe_temperature::StreamsOutput(
+      static_cast<int64_t>(n_out), sizeof(Dtype));
+  for (int b = first; b < last; ++b) {
+    const std::size_t start = b * kMemoryBlock;
+    MemoryBlock(in, n_out, out, start, std::min(kMemoryBlock, n_in - start),
+                stream, sums + b);
+  }
+  if (stream) caffe_temperature::StreamFence();
+}
+
+CT_CLONES void MemoryRange(const float* in, std::size_t n_in, float* out,
+                           std::size_t n_out, float* sums, int first,
+                           int last) {
+  MemoryBlocks(in, n_in, out, n_out, sums, first, last);
+}
+
 }  // namespace
+
+float MemoryPass(const float* in, std::size_t n_in, float* out,
+                 std::size_t n_out) {
+  const int blocks = Blocks(n_in, kMemoryBlock);
+  std::vector<float> sums(blocks);
+  caffe_temperature::ParallelRanges(
+      blocks, static_cast<int64_t>(n_in), [&](int first, int last) {
+        MemoryRange(in, n_in, out, n_out, sums.data(), first, last);
+      });
+  return std::accumulate(sums.begin(), sums.end(), 0.0f);
+}
 
 void LimitForward(const float* x, float* y, std::size_t n, std::size_t block) {
   Forward(x, y, n, block);

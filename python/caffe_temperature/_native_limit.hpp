@@ -1,5 +1,7 @@
-// The benchmark's limit row: the passes that any softmax forward and backward
-// must make, built like src/softmax_kernels.cpp (see python/CMakeLists.txt).
+// The benchmark's floors, built like src/softmax_kernels.cpp (see
+// python/CMakeLists.txt): the exp floor (Limit*: a softmax's passes over
+// blocks, with the kernels' exp) and the memory floor (MemoryPass: the bytes
+// alone).
 #ifndef CAFFE_TEMPERATURE_NATIVE_LIMIT_HPP_
 #define CAFFE_TEMPERATURE_NATIVE_LIMIT_HPP_
 
@@ -22,6 +24,13 @@ void LimitBackward(const float* y, const float* dy, float* dx, std::size_t n,
                    std::size_t block);
 void LimitBackward(const double* y, const double* dy, double* dx,
                    std::size_t n, std::size_t block);
+
+// The memory floor: reads in[0, n_in) once and writes out[0, n_out), n_out <=
+// n_in, as a copy of in's first n_out values (with streaming stores where the
+// layers stream an output that large, streaming.hpp); returns the sum of the
+// values it read but did not copy, so that no read is left out.
+float MemoryPass(const float* in, std::size_t n_in, float* out,
+                 std::size_t n_out);
 
 }  // namespace caffe_temperature_native
 

@@ -3,6 +3,7 @@ composition, which is only a fair baseline if it computes the same loss."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,14 +13,15 @@ import pytest
 
 from caffe_temperature import bench
 from caffe_temperature._cli import ToolError
-from caffe_temperature.bench import candidates, cli, report, timing
+from caffe_temperature.bench import candidates, checks, cli, floors, peers, provenance, report, results, timing
 from caffe_temperature.prototxt import render
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESULT_KEYS = {
     "group", "shape", "elements", "candidate", "baseline", "threads", "repeats", "calls_per_block", "forward_ms",
-    "forward_backward_ms", "forward_speedup", "forward_backward_speedup", "forward_gb_per_s",
-    "forward_backward_gb_per_s", "forward_vs_limit", "forward_backward_vs_limit", "value",
+    "forward_backward_ms", "forward_spread", "forward_backward_spread", "forward_speedup",
+    "forward_backward_speedup", "forward_gb_per_s", "forward_backward_gb_per_s", "forward_vs_floor",
+    "forward_backward_vs_floor", "forward_floor", "forward_backward_floor", "unstable", "value",
 }
 # Short blocks: the tests check the figures' structure, not their accuracy.
 FAST = ["--block-ms", "0.2"]
@@ -57,42 +59,61 @@ def test_tiny_run_writes_json_and_png(tmp_path: Path, capsys):
     argv = ["--shapes", "8x10", "2x3x4x5", "--repeat", "2", *FAST, "--json", str(out), "--plot", str(png)]
     assert bench.main(argv) == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"settings", "results"}
+    assert set(report) == {"provenance", "settings", "results"}
+    assert report["provenance"]["command"].endswith(" ".join(argv))
     assert report["settings"]["threads"] == [1]
-    results = report["results"]
-    assert {r["group"] for r in results} == set(candidates.LAYER_GROUPS)
-    assert {r["shape"] for r in results} == {"8x10", "2x3x4x5"}
-    for r in results:
+    rows = report["results"]
+    assert {r["group"] for r in rows} == set(candidates.LAYER_GROUPS)
+    assert {r["shape"] for r in rows} == {"8x10", "2x3x4x5"}
+    for r in rows:
         assert set(r) == RESULT_KEYS
-        assert r["forward_ms"] > 0 and r["forward_backward_ms"] > 0 and r["forward_gb_per_s"] > 0
+        assert r["forward_ms"] > 0 and r["forward_spread"] >= 1
+        if r["candidate"] in (peers.ONNXRUNTIME_ROW, peers.OPENVINO_ROW):
+            assert r["forward_backward_ms"] is None  # inference runtimes: no backward
+        else:
+            assert r["forward_backward_ms"] > 0
+        assert r["unstable"] or r["forward_gb_per_s"] > 0
         assert r["repeats"] == 2 and r["calls_per_block"] >= 1 and r["threads"] == 1
     for shape in ("8x10", "2x3x4x5"):
-        values = {r["candidate"]: r["value"] for r in results if r["group"] == "distillation" and r["shape"] == shape}
+        values = {r["candidate"]: r["value"] for r in rows if r["group"] == "distillation" and r["shape"] == shape}
         assert values[candidates.DISTILLATION_BASELINE] == pytest.approx(values[candidates.DISTILLATION_LAYER],
                                                                          rel=1e-4)
     assert png.read_bytes().startswith(PNG_SIGNATURE)
-    assert "SoftmaxWithDistillationLoss" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "SoftmaxWithDistillationLoss" in out
+    assert out.startswith(f"command: {cli.PROG} --shapes 8x10 ") and "\ncommit:  " in out and "\nmachine: " in out
 
 
-def test_each_group_has_a_limit_and_an_overhead_row_from_the_same_run(capsys):
-    results, _ = timing.run_all([(4, 6)], list(candidates.LAYER_GROUPS), settings(repeat=3))
+def test_each_group_has_floors_and_an_overhead_row_from_the_same_run(capsys, monkeypatch):
+    # About the floors and the ratios: tiny timings on a loaded machine may trip
+    # the checks, which have tests of their own.
+    monkeypatch.setattr(checks, "row_problems", lambda r, max_spread: [])
+    rows_run, _ = timing.run_all([(4, 6)], list(candidates.LAYER_GROUPS), settings(repeat=3))
+    rows_all = results.with_ratios(rows_run)
     for group in candidates.LAYER_GROUPS:
-        rows = {r.candidate: r for r in results if r.group == group}
-        limit, overhead = rows[timing.limit_label(group)], rows[timing.OVERHEAD_ROW]
-        assert limit.forward_ms > 0 and limit.forward_backward_ms > 0
-        assert overhead.forward_ms > 0 and overhead.forward_backward_ms > 0 and overhead.value is None
-        assert limit.forward_vs_limit == 1 and limit.forward_backward_vs_limit == 1
-        for r in rows.values():  # every figure as a multiple of this group's own limit row
-            assert r.forward_vs_limit == pytest.approx(r.forward_ms / limit.forward_ms)
-            assert r.forward_backward_vs_limit == pytest.approx(r.forward_backward_ms / limit.forward_backward_ms)
+        rows = {r.candidate: r for r in rows_all if r.group == group}
+        memory, exp = rows[floors.MEMORY_FLOOR_ROW], rows[floors.exp_floor_label(group)]
+        overhead = rows[timing.OVERHEAD_ROW]
+        for row in (memory, exp, overhead):
+            assert row.forward_ms > 0 and row.forward_backward_ms > 0 and not row.unstable
+        assert overhead.value is None
+        for r in rows.values():  # every figure as a multiple of the larger of this group's own floors
+            for field, floor in (("forward_ms", "forward_floor"), ("forward_backward_ms", "forward_backward_floor")):
+                if getattr(r, field) is None:  # no backward: the deploy runtimes
+                    assert getattr(r, floor) is None and r.candidate in (peers.ONNXRUNTIME_ROW, peers.OPENVINO_ROW)
+                    continue
+                larger = max(getattr(memory, field), getattr(exp, field))
+                assert getattr(r, floor) == ("exp" if larger == getattr(exp, field) else "memory")
+                multiple = getattr(r, field.replace("_ms", "_vs_floor"))
+                assert multiple == pytest.approx(getattr(r, field) / larger)
             assert r.forward_speedup == pytest.approx(rows[r.baseline].forward_ms / r.forward_ms)
-    report.print_table(results, [], sys.stdout)
+    report.print_table(rows_all, [], sys.stdout)
     table = capsys.readouterr().out
-    assert timing.LIMIT_ROW in table and timing.OVERHEAD_ROW in table
-    assert timing.limit_label("distillation") in table  # its own limit: two softmaxes' worth of exps
+    assert floors.EXP_FLOOR_ROW in table and floors.MEMORY_FLOOR_ROW in table and timing.OVERHEAD_ROW in table
+    assert floors.exp_floor_label("distillation") in table  # its own floor: two softmaxes' worth of exps
 
 
-def test_distillation_limit_makes_twice_the_forward_passes():
+def test_distillation_exp_floor_makes_twice_the_forward_passes():
     calls: list[tuple[int, int]] = []
 
     class Native:
@@ -106,7 +127,7 @@ def test_distillation_limit_makes_twice_the_forward_passes():
 
     for group, exps in (("softmax", 1), ("infogain", 1), ("distillation", 2)):
         calls.clear()
-        runs = timing.limit_runs(Native, group, (3, 5), 0.25, "base")
+        runs = floors.exp_floor_runs(Native, group, (3, 5), 0.25, "base")
         runs.forward()
         assert len(calls) == exps and len({x for x, _ in calls}) == exps  # one softmax per distinct input
         calls.clear()
@@ -251,3 +272,163 @@ def test_json_is_written_atomically_after_the_run(tmp_path: Path, monkeypatch, c
     assert bench.main(["--shapes", "4x5", "--repeat", "1", *FAST, "--layers", "softmax", "--json", str(out)]) == 2
     assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["bench.json"]
     assert "No space left on device" in capsys.readouterr().err
+
+
+def test_memory_pass_copies_what_it_writes_and_reads_the_rest():
+    from caffe_temperature import _native
+
+    source = np.arange(1, 11, dtype=np.float32)
+    out = np.zeros(4, np.float32)
+    assert _native.memory_pass(source, out) == pytest.approx(source[4:].sum())
+    np.testing.assert_array_equal(out, source[:4])
+    assert _native.memory_pass(source, np.empty(0, np.float32)) == pytest.approx(source.sum())
+    with pytest.raises(ValueError, match="larger"):
+        _native.memory_pass(source[:3], out)
+
+
+@pytest.mark.parametrize("group", candidates.LAYER_GROUPS)
+def test_memory_floor_moves_the_bytes_the_group_must(group):
+    shape = (6, 10)
+    moved: list[tuple[int, int]] = []
+
+    class Native:
+        @staticmethod
+        def memory_pass(source, out):
+            moved.append((source.size, out.size))
+            return 0.0
+
+    runs = floors.memory_floor_runs(Native, group, shape, "base")
+    runs.forward()
+    runs.forward_backward()
+    forward, backward = candidates.traffic(group, shape)
+    forward_pass, backward_pass = (forward.reads, forward.writes), (backward.reads, backward.writes)
+    assert moved == [forward_pass, forward_pass, backward_pass]
+    assert 4 * (moved[0][0] + moved[0][1]) == candidates.traffic_bytes(group, shape)[0]
+
+
+def row(candidate: str = "layer", forward: float = 1.0, both: float | None = 2.0, threads: int = 1,
+        spread: float = 1.0, baseline: str = "stock", **fields) -> results.Result:
+    """A synthetic row: the checks judge timings, whatever measured them."""
+    return results.Result(group="softmax", shape="4x5", elements=20, candidate=candidate, baseline=baseline,
+                          threads=threads, repeats=3, calls_per_block=1, forward_ms=forward,
+                          forward_backward_ms=both, forward_spread=spread,
+                          forward_backward_spread=None if both is None else 1.0,
+                          forward_gb_per_s=1.0, forward_backward_gb_per_s=1.0, value=None, **fields)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (row(forward=3.0, both=2.0), "fwd 3 ms > fwd+bwd 2 ms"),
+    (row(spread=1.5), "fwd blocks spread over 1.3x"),
+])
+def test_impossible_rows_are_measured_again_then_flagged_unstable(bad, reason, capsys):
+    fine = row()
+    for sequence, calls, flagged in (([bad, bad], 2, True), ([bad, fine], 2, False), ([fine], 1, False)):
+        measured = iter(sequence)
+        count = []
+
+        def measure() -> list[results.Result]:
+            count.append(1)
+            return [next(measured)]
+
+        [out] = checks.policed(measure, max_spread=1.3, retries=1)
+        assert len(count) == calls
+        assert out.unstable == ([reason] if flagged else [])
+    [unstable] = results.with_ratios([dataclasses.replace(bad, unstable=[reason])])
+    assert unstable.forward_gb_per_s is None and unstable.forward_speedup is None
+    report.print_table([unstable], [], sys.stdout)
+    line = capsys.readouterr().out.splitlines()[1]
+    assert f"unstable (spread {bad.forward_spread:.2f} / 1.00; {reason})" in line
+    assert f"{bad.forward_ms:9.3f}" not in line  # no figure
+
+
+def test_a_speed_up_beyond_the_threads_is_measured_again_then_flagged():
+    one, two = row(forward=2.0, both=4.0, threads=1), row(forward=0.7, both=2.0, threads=2)
+    stock = [row("stock", 9.0, 9.0, threads=t) for t in (1, 2)]
+    assert checks.thread_problems([one, two]) == {
+        ("softmax", "4x5", "layer", 2): ["fwd 2-thread speed-up 2.86x over 1 > 2x"]}
+    assert checks.thread_problems([one, dataclasses.replace(two, forward_ms=1.0)]) == {}
+
+    measured: list[tuple[str, str, int]] = []
+
+    def again(group: str, shape: str, threads: int) -> list[results.Result]:
+        measured.append((group, shape, threads))
+        return [row(forward=2.0, both=4.0, threads=threads) if threads == 1 else two, stock[threads - 1]]
+
+    out = checks.policed_threads([one, stock[0], two, stock[1]], again, retries=1)
+    assert sorted(measured) == [("softmax", "4x5", 1), ("softmax", "4x5", 2)]  # both counts, whole groups
+    flagged = {(r.candidate, r.threads): r.unstable for r in out}
+    assert flagged == {("layer", 1): [], ("stock", 1): [], ("layer", 2): ["fwd 2-thread speed-up 2.86x over 1 > 2x"],
+                       ("stock", 2): []}
+    # The speed-up over the stock baseline of the flagged row is not a figure either.
+    ratios = {(r.candidate, r.threads): r.forward_speedup for r in results.with_ratios(out)}
+    assert ratios[("layer", 1)] == pytest.approx(4.5) and ratios[("layer", 2)] is None
+
+
+def test_ratios_need_a_sound_baseline_and_sound_floors():
+    memory = row(floors.MEMORY_FLOOR_ROW, 0.5, 3.0)
+    exp = row(floors.EXP_FLOOR_ROW, 0.8, 1.0)
+    layer, stock = row(forward=1.0, both=2.0), row("stock", 4.0, 8.0)
+    out = {r.candidate: r for r in results.with_ratios([stock, layer, memory, exp])}
+    assert out["layer"].forward_vs_floor == pytest.approx(1.25) and out["layer"].forward_floor == "exp"
+    assert out["layer"].forward_backward_vs_floor == pytest.approx(2 / 3)
+    assert out["layer"].forward_backward_floor == "memory"
+    assert out["layer"].forward_speedup == pytest.approx(4.0)
+    shaky = dataclasses.replace(exp, unstable=["fwd blocks spread over 1.3x"])
+    out = {r.candidate: r for r in results.with_ratios([dataclasses.replace(stock, unstable=["x"]), layer, memory,
+                                                        shaky])}
+    assert out["layer"].forward_vs_floor is None and out["layer"].forward_speedup is None
+    assert out["layer"].forward_ms == 1.0  # its own figure stands
+
+
+def test_spread_is_the_slowest_block_over_the_fastest(monkeypatch):
+    blocks = iter([1.0, 2.0, 1.5, 1.2])
+    monkeypatch.setattr(timing, "warm_up", lambda run, seconds: seconds)
+    monkeypatch.setattr(timing, "timed_block", lambda run, calls: next(blocks))
+    [t] = timing.median_ms([lambda: None], 4, 1e-3)
+    assert t.spread == pytest.approx(2.0) and t.ms == pytest.approx(1e3 * 1.35)
+
+
+def test_warm_up_goes_on_while_calls_take_new_pages(monkeypatch):
+    faults = iter([0, 500, 500, 800, 800, 800, 800, 800])  # before and after each call: two calls fault
+    calls = []
+    monkeypatch.setattr(timing, "minor_faults", lambda: next(faults))
+    timing.warm_up(lambda: calls.append(1), seconds=0.0)
+    assert len(calls) == 3  # on past the faulting calls, until one takes no new page
+    faults = iter(range(0, 1000, 10))  # every call faults: it gives up at WARM_UP_MAX_CALLS
+    calls.clear()
+    timing.warm_up(lambda: calls.append(1), seconds=0.0)
+    assert len(calls) == timing.WARM_UP_MAX_CALLS
+
+
+def test_provenance_names_the_commit_and_the_cpu(tmp_path: Path):
+    assert provenance.commit(tmp_path).startswith("unknown")
+    cpuinfo = "model name\t: Some CPU 9000\nflags\t\t: fpu sse2 avx2 fma\n"
+    assert provenance.cpu_model(cpuinfo) == "Some CPU 9000 (avx2 fma)"
+    head = provenance.commit()
+    if head.startswith("unknown"):
+        pytest.skip("not a git checkout")
+    assert len(head.split()[0]) == 12
+
+
+@pytest.mark.parametrize("module", ["onnxruntime", "openvino"])
+def test_deploy_runtime_peers_compute_the_temperature_softmax(module, tmp_path: Path):
+    pytest.importorskip("onnx")
+    pytest.importorskip(module)
+    x = candidates.normal(0, (3, 5, 2, 2), 10)
+    runs = peers.softmax_peer_runs(x, settings(repeat=1), tmp_path)
+    names = {r.name for r in runs}
+    assert {"onnxruntime": peers.ONNXRUNTIME_ROW, "openvino": peers.OPENVINO_ROW}[module] in names
+    assert all(r.forward_backward is None for r in runs)
+    # The check that guards each peer refuses one that computes something else.
+    with pytest.raises(ToolError, match="does not compute"):
+        peers.checked("wrong", x, 0.25, lambda: None, lambda: peers.numpy_softmax(x, 0.5))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-spread", "1"], "--max-spread must be > 1"),
+    (["--retries", "-1"], "--retries must be >= 0"),
+])
+def test_bad_policing_options_are_usage_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

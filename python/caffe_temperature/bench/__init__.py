@@ -14,16 +14,27 @@ on all of them alike; compare the ratios, which come from one run, rather than
 absolute times. Large shapes get fewer blocks.
 
 Every group also times, in the same turns, pycaffe's own per-call overhead (a
-net of one Input layer: read small shapes net of it) and a LIMIT row: a max
-pass, one vector-exp pass and a scaling pass over the same values (backward: a
-dot and one pass writing dx) in the plugin's compiled code (_native), with the
-kernels' exp, on as many threads; every figure also reads as a multiple of it.
-The distillation group's LIMIT (x2) makes the forward passes twice, for the
-teacher's and the student's exps. --threads sets the
-plugin's OpenMP threads, BLAS's and PyTorch's alike.
+net of one Input layer: read small shapes net of it) and two floors, in the
+plugin's compiled code (_native), on as many threads: the memory floor (the
+bytes the group must read and write, moved as a copy and nothing else) and the
+exp floor (a max pass, one vector-exp pass and a scaling pass over the same
+values with the kernels' exp; backward, a dot and one pass writing dx; twice
+the forward passes for distillation's two softmaxes). Every figure also reads
+as a multiple of the larger of the two. --threads sets the plugin's OpenMP
+threads, BLAS's, PyTorch's and the deploy runtimes' alike.
+
+The harness polices its figures: a forward slower than its forward + backward,
+blocks whose slowest took more than --max-spread times the fastest, or a
+speed-up from k threads over j above k / j, is measured again (the whole group,
+--retries times) and, if it stays so, printed as "unstable" with its spread,
+never as a figure. The table starts with the command, the commit, the machine,
+the versions and the load average, which the JSON keeps too.
 
 * softmax: speed-ups against stock Scale(1/T) + Softmax. PyTorch's
-  softmax(x / T) is added for reference when torch is installed.
+  softmax(x / T) is added for reference when torch is installed, and the deploy
+  runtimes as peers when they are (pip install caffe-temperature[bench]): ONNX
+  Runtime and OpenVINO running the ONNX graph Mul(x, 1/T) + Softmax(axis=1),
+  forward only, on buffers bound once.
 * infogain: loss layers on the same scores and labels (softmax over axis 1),
   speed-ups against stock InfogainLoss (which takes scores and runs its own
   Softmax), with H read from infogain_loss_param.source (summed once, at

@@ -46,16 +46,18 @@ class Settings:
     threads: int
     device: str
     block_ms: float  # target length of a block of calls
+    max_spread: float = 1.3  # slowest block / fastest block above which a figure is not one
+    retries: int = 1  # re-measurements of a group whose figures cannot be
 
 
 @dataclass
 class Runs:
-    """One candidate, ready to run on its data."""
+    """One candidate, ready to run on its data; the deploy runtimes have no backward."""
 
     name: str
     baseline: str
     forward: Callable[[], object]
-    forward_backward: Callable[[], object]
+    forward_backward: Optional[Callable[[], object]]
     value: Callable[[], Optional[float]] = field(default=lambda: None)
 
 
@@ -197,25 +199,40 @@ def distillation_data(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 # Sizes
 
 
-def traffic_bytes(group: str, shape: tuple[int, ...]) -> tuple[int, int]:
-    """Bytes that forward, and forward + backward, must move at the least
-    (each pass reads its inputs once and writes its outputs once; float).
+@dataclass(frozen=True)
+class Traffic:
+    """Values (floats) that a pass must read and write at the least."""
 
-    softmax:      fwd reads x, writes y (2N); bwd reads y, dy, writes dx (3N).
+    reads: int
+    writes: int
+
+
+def traffic(group: str, shape: tuple[int, ...]) -> tuple[Traffic, Traffic]:
+    """What forward, and backward, must read and write at the least (each pass
+    reads its inputs once and writes its outputs once; a loss is one value).
+
+    softmax:      fwd reads x, writes y; bwd reads y, dy, writes dx.
     infogain:     fwd reads x, labels and the rows of H that the labels pick (at most
                   min(positions, C) of them); bwd reads the same and writes dx.
-    distillation: fwd reads student, teacher (2N); bwd reads both, writes dx (3N).
+    distillation: fwd reads student, teacher; bwd reads both, writes dx.
     """
     n = math.prod(shape)
     positions = n // shape[1]
-    if group in ("softmax", "distillation"):
-        forward, backward = 2 * n, 3 * n
-    elif group == "infogain":
-        h = min(positions, shape[1]) * shape[1]
-        forward, backward = n + positions + h, 2 * n + positions + h
-    else:
-        raise ValueError(f"unknown layer group {group!r}")
-    return FLOAT_BYTES * forward, FLOAT_BYTES * (forward + backward)
+    if group == "softmax":
+        return Traffic(n, n), Traffic(2 * n, n)
+    if group == "distillation":
+        return Traffic(2 * n, 0), Traffic(2 * n, n)
+    if group == "infogain":
+        reads = n + positions + min(positions, shape[1]) * shape[1]
+        return Traffic(reads, 0), Traffic(reads, n)
+    raise ValueError(f"unknown layer group {group!r}")
+
+
+def traffic_bytes(group: str, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Bytes that forward, and forward + backward, must move at the least (float)."""
+    forward, backward = traffic(group, shape)
+    forward_values = forward.reads + forward.writes
+    return FLOAT_BYTES * forward_values, FLOAT_BYTES * (forward_values + backward.reads + backward.writes)
 
 
 def skip_reason(group: str, shape: tuple[int, ...]) -> Optional[str]:

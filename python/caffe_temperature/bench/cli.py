@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Sequence
 
 from caffe_temperature._cli import (
-    ArgumentParser, check_writable, positive_int, positive_number, report_errors, write_all)
-from caffe_temperature.bench import report, timing
+    ArgumentParser, check_writable, finite_number, int_at_least, positive_int, positive_number, report_errors,
+    write_all)
+from caffe_temperature.bench import checks, provenance, report, timing
 from caffe_temperature.bench.candidates import LAYER_GROUPS, Settings
-from caffe_temperature.bench.timing import Result
+from caffe_temperature.bench.results import Result, with_ratios
 
 PROG = "python -m caffe_temperature.bench"
 DEFAULT_SHAPES = [(64, 10), (256, 1000), (1024, 32000), (8, 21, 128, 128)]
@@ -32,6 +33,13 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if len(shape) < 2 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"shape {text!r} needs at least two positive dimensions")
     return shape
+
+
+def more_than_one(text: str) -> float:
+    value = finite_number("--max-spread", zero=False)(text)
+    if value <= 1:
+        raise argparse.ArgumentTypeError(f"--max-spread must be > 1, got {text!r}")
+    return value
 
 
 def build_parser() -> ArgumentParser:
@@ -56,6 +64,11 @@ def build_parser() -> ArgumentParser:
                         help="layer groups to time (default: all)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="cpu (default) or gpu (needs a CUDA build of Caffe)")
+    parser.add_argument("--max-spread", type=more_than_one, default=1.3,
+                        help="slowest / fastest block above which a figure is re-measured, and printed as "
+                        "unstable if it stays so (default 1.3)")
+    parser.add_argument("--retries", type=int_at_least("--retries", 0), default=1,
+                        help="re-measurements of a group with a figure that cannot be (default 1)")
     parser.add_argument("--scaling", choices=LAYER_GROUPS, metavar="GROUP",
                         help=f"instead of --shapes/--layers: time GROUP on N x {SCALING_CHANNELS} for N = "
                         f"{SCALING_BATCHES[0]}..{SCALING_BATCHES[-1]} and print the fitted slope of time vs N*C")
@@ -68,30 +81,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def run_at(shapes: list[tuple[int, ...]], groups: list[str], settings: Settings,
+           threads: int) -> tuple[list[Result], list[str]]:
+    timing.set_native_threads(threads)
+    return timing.run_all(shapes, groups, dataclasses.replace(settings, threads=threads))
+
+
 def run_threads(shapes: list[tuple[int, ...]], groups: list[str], settings: Settings,
                 thread_counts: list[int]) -> tuple[list[Result], list[str]]:
-    """Everything at each thread count in turn; the notes once."""
+    """Everything at each thread count in turn, speed-ups beyond the threads
+    re-measured (checks.policed_threads), with the ratios; the notes once."""
     results: list[Result] = []
     notes: list[str] = []
     for threads in dict.fromkeys(thread_counts):
-        timing.set_native_threads(threads)
-        more, more_notes = timing.run_all(shapes, groups, dataclasses.replace(settings, threads=threads))
+        more, more_notes = run_at(shapes, groups, settings, threads)
         results.extend(more)
         notes.extend(more_notes)
-    return results, list(dict.fromkeys(notes))
+
+    def again(group: str, shape: str, threads: int) -> list[Result]:
+        return run_at([parse_shape(shape)], [group], settings, threads)[0]
+
+    return with_ratios(checks.policed_threads(results, again, settings.retries)), list(dict.fromkeys(notes))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for path in (args.json, args.plot):  # before minutes of timing, not after
         if path is not None:
             check_writable(path)
+    source = provenance.describe(PROG, argv)
     thread_counts = list(dict.fromkeys(args.threads))
-    settings = Settings(args.temperature, args.repeat, thread_counts[0], args.device, args.block_ms)
+    settings = Settings(args.temperature, args.repeat, thread_counts[0], args.device, args.block_ms,
+                        args.max_spread, args.retries)
     if args.scaling:
         shapes, groups = [(n, SCALING_CHANNELS) for n in SCALING_BATCHES], [args.scaling]
     else:
         shapes, groups = args.shapes, args.layers
     results, notes = run_threads(shapes, groups, settings, thread_counts)
+    source["load_average_end"] = provenance.load_average()
+    report.print_provenance(source, sys.stdout)
     report.print_table(results, notes, sys.stdout)
     scaling = None
     if args.scaling:
@@ -100,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         scaling = {"group": args.scaling, "slopes": slopes}
     outputs = []
     if args.json:
-        outputs.append((args.json, report.json_document(settings, thread_counts, results, scaling)))
+        outputs.append((args.json, report.json_document(settings, thread_counts, results, scaling, source)))
     if args.plot:
         outputs.append((args.plot, plot(args, thread_counts, results)))
     write_all(outputs)
@@ -118,5 +145,6 @@ def plot(args: argparse.Namespace, thread_counts: list[int], results: list[Resul
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    return report_errors(PROG, lambda: run(args))
+    return report_errors(PROG, lambda: run(args, argv))

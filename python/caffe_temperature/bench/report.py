@@ -10,41 +10,76 @@ import numpy as np
 
 from caffe_temperature._cli import new_figure, png_bytes
 from caffe_temperature.bench.candidates import Settings
-from caffe_temperature.bench.timing import LIMIT_ROW, OVERHEAD_ROW, Result
+from caffe_temperature.bench.floors import EXP_FLOOR_ROW, MEMORY_FLOOR_ROW, is_floor
+from caffe_temperature.bench.peers import ONNXRUNTIME_ROW, OPENVINO_ROW
+from caffe_temperature.bench.provenance import lines
+from caffe_temperature.bench.results import Result
+from caffe_temperature.bench.timing import OVERHEAD_ROW
+
+NAME_WIDTH = 52
+LEGEND = f"""\
+(ms = median per call over n blocks of `calls` calls (fwd's), after a warm-up; the blocks of a
+ shape's candidates take turns; float, same data, same run; thr = threads (plugin, BLAS, PyTorch,
+ ONNX Runtime and OpenVINO intra-op);
+ x = speed-up: time of the baseline / time of the candidate;
+ /flr = time / the larger of the two floors' times, same shape, same run, with m or e for which:
+   m '{MEMORY_FLOOR_ROW}': the bytes the group must read and write
+     (traffic in bench/candidates.py), moved and nothing else;
+   e '{EXP_FLOOR_ROW}': a softmax's passes with the
+     kernels' exp (backward: the dot of y and dy and a pass writing dx); ', x2' (distillation):
+     the forward passes twice, for the teacher's and the student's exps;
+ '{OVERHEAD_ROW}': what pycaffe's Net.forward / backward cost
+   by themselves; subtract it from the Caffe rows to read small shapes net of it;
+ '{ONNXRUNTIME_ROW}', '{OPENVINO_ROW}': the ONNX graph Mul(x, 1/T) + Softmax(axis 1),
+   forward only (inference runtimes);
+ GB/s = bytes that must move / time, see traffic_bytes;
+ unstable = a figure that cannot be (fwd slower than fwd+bwd, slowest block / fastest above the
+   limit, a speed-up above the added threads), still so when measured again: no figure)"""
 
 
-def multiple(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def multiple(value: Optional[float], suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{suffix}"
 
 
-def rates(r: Result) -> str:
-    """Speed-ups, multiples of the limit, GB/s; the overhead row moves no data."""
+def floor_multiple(value: Optional[float], floor: Optional[str]) -> str:
+    return multiple(value, floor[0] if floor else "")
+
+
+def figures(r: Result) -> str:
+    """Times, speed-ups, multiples of the floor, GB/s; the overhead row moves no data."""
+    both = "-" if r.forward_backward_ms is None else f"{r.forward_backward_ms:.3f}"
+    times = f"{r.forward_ms:9.3f} {both:>11}"
+    floors = (f"{floor_multiple(r.forward_vs_floor, r.forward_floor):>8} "
+              f"{floor_multiple(r.forward_backward_vs_floor, r.forward_backward_floor):>8}")
     if r.candidate == OVERHEAD_ROW:
-        return f"{'-':>7} {'-':>7} {multiple(r.forward_vs_limit):>7} {multiple(r.forward_backward_vs_limit):>7}"
-    return (f"{r.forward_speedup:6.2f}x {r.forward_backward_speedup:6.2f}x "
-            f"{multiple(r.forward_vs_limit):>7} {multiple(r.forward_backward_vs_limit):>7} "
-            f"{r.forward_gb_per_s:9.2f} {r.forward_backward_gb_per_s:9.2f}")
+        return f"{times} {'-':>7} {'-':>7} {floors}"
+    return (f"{times} {multiple(r.forward_speedup, 'x'):>7} {multiple(r.forward_backward_speedup, 'x'):>7} {floors} "
+            f"{multiple(r.forward_gb_per_s):>9} {multiple(r.forward_backward_gb_per_s):>9}")
+
+
+def unstable(r: Result) -> str:
+    spreads = f"{r.forward_spread:.2f}" + ("" if r.forward_backward_spread is None
+                                            else f" / {r.forward_backward_spread:.2f}")
+    return f"unstable (spread {spreads}; {'; '.join(r.unstable)})"
+
+
+def print_provenance(info: dict[str, object], out: TextIO) -> None:
+    for line in lines(info):
+        print(line, file=out)
+    print(file=out)
 
 
 def print_table(results: list[Result], notes: list[str], out: TextIO) -> None:
-    print(f"{'shape':<15} {'candidate':<42} {'thr':>3} {'n':>3} {'calls':>5} {'fwd ms':>9} {'fwd+bwd ms':>11}"
-          f" {'fwd x':>7} {'f+b x':>7} {'fwd/lim':>7} {'f+b/lim':>7} {'fwd GB/s':>9} {'f+b GB/s':>9}", file=out)
+    print(f"{'shape':<15} {'candidate':<{NAME_WIDTH}} {'thr':>3} {'n':>3} {'calls':>5} {'fwd ms':>9} "
+          f"{'fwd+bwd ms':>11} {'fwd x':>7} {'f+b x':>7} {'fwd/flr':>8} {'f+b/flr':>8} {'fwd GB/s':>9} "
+          f"{'f+b GB/s':>9}", file=out)
     for r in results:
-        print(f"{r.shape:<15} {r.candidate:<42} {r.threads:>3} {r.repeats:>3} {r.calls_per_block:>5} "
-              f"{r.forward_ms:9.3f} {r.forward_backward_ms:11.3f} {rates(r)}", file=out)
-    print("(ms = median per call over n blocks of `calls` calls (fwd's), after a warm-up; the blocks of a\n"
-          " shape's candidates take turns; float, same data, same run; thr = threads (plugin, BLAS, PyTorch);\n"
-          " x = speed-up: time of the baseline / time of the candidate;\n"
-          f" /lim = time / the time of '{LIMIT_ROW}' (one exp, one read and one write pass;\n"
-          "        backward: the dot of y and dy and a pass writing dx), same shape, same run;\n"
-          "        ', x2' (distillation): the forward passes twice, for the teacher's and the student's exps;\n"
-          f" '{OVERHEAD_ROW}': what pycaffe's Net.forward / backward cost\n"
-          "        by themselves; subtract it from the Caffe rows to read small shapes net of it;\n"
-          " GB/s = bytes that must move / time, see traffic_bytes)", file=out)
+        print(f"{r.shape:<15} {r.candidate:<{NAME_WIDTH}} {r.threads:>3} {r.repeats:>3} {r.calls_per_block:>5} "
+              f"{unstable(r) if r.unstable else figures(r)}", file=out)
+    print(LEGEND, file=out)
     for baseline in dict.fromkeys(r.baseline for r in results):
         names = dict.fromkeys(r.candidate for r in results if r.baseline == baseline
-                              and r.candidate not in (baseline, OVERHEAD_ROW)
-                              and not r.candidate.startswith(LIMIT_ROW))
+                              and r.candidate not in (baseline, OVERHEAD_ROW) and not is_floor(r.candidate))
         print(f"  baseline {baseline}: {', '.join(names)}", file=out)
     for note in notes:
         print(f"  {note}", file=out)
@@ -59,28 +94,32 @@ def scaling_slopes(results: list[Result]) -> dict[str, dict[str, float]]:
     """Per candidate (and thread count, where several ran)."""
     several = len({r.threads for r in results}) > 1
     slopes = {}
-    for name, threads in dict.fromkeys((r.candidate, r.threads) for r in results):
-        mine = [r for r in results if (r.candidate, r.threads) == (name, threads)]
+    sound = [r for r in results if not r.unstable]  # an unstable figure is no point to fit
+    for name, threads in dict.fromkeys((r.candidate, r.threads) for r in sound):
+        mine = [r for r in sound if (r.candidate, r.threads) == (name, threads)]
         if len(mine) < 2:
             continue
         sizes = [r.elements for r in mine]
-        slopes[f"{name}, {threads} thread" if several else name] = {
-            "forward": fit_slope(sizes, [r.forward_ms for r in mine]),
-            "forward_backward": fit_slope(sizes, [r.forward_backward_ms for r in mine]),
-        }
+        slope = {"forward": fit_slope(sizes, [r.forward_ms for r in mine])}
+        both = [r.forward_backward_ms for r in mine]
+        if None not in both:
+            slope["forward_backward"] = fit_slope(sizes, both)
+        slopes[f"{name}, {threads} thread" if several else name] = slope
     return slopes
 
 
 def print_slopes(group: str, slopes: dict[str, dict[str, float]], out: TextIO) -> None:
     print(f"\nscaling ({group}): fitted slope of log(time) vs log(N*C), 1 = linear", file=out)
     for name, s in slopes.items():
-        print(f"  {name:<42} fwd {s['forward']:.3f}   fwd+bwd {s['forward_backward']:.3f}", file=out)
+        both = f"{s['forward_backward']:.3f}" if "forward_backward" in s else "-"
+        print(f"  {name:<{NAME_WIDTH}} fwd {s['forward']:.3f}   fwd+bwd {both}", file=out)
 
 
 def json_document(settings: Settings, thread_counts: list[int], results: list[Result],
-                  scaling: Optional[dict[str, object]]) -> bytes:
-    """settings.threads is the list of thread counts run; each result has its own."""
-    document: dict[str, object] = {"settings": {**asdict(settings), "threads": thread_counts},
+                  scaling: Optional[dict[str, object]], source: dict[str, object]) -> bytes:
+    """settings.threads is the list of thread counts run; each result has its own;
+    source is the run's provenance (command, commit, machine, versions, load)."""
+    document: dict[str, object] = {"provenance": source, "settings": {**asdict(settings), "threads": thread_counts},
                                    "results": [asdict(r) for r in results]}
     if scaling is not None:
         document["scaling"] = scaling
@@ -94,16 +133,23 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 DASHES = ("-", "--", ":", "-.")
 
 
+def plotted(results: list[Result], field: str) -> list[Result]:
+    """The rows with a sound figure in ``field``: unstable rows and missing backwards are not drawn."""
+    return [r for r in results if not r.unstable and getattr(r, field) is not None]
+
+
 def size_series(results: list[Result], field: str) -> Series:
     """Per candidate: (elements, time) points."""
-    for name in dict.fromkeys(r.candidate for r in results):
-        yield name, sorted((r.elements, getattr(r, field)) for r in results if r.candidate == name)
+    rows = plotted(results, field)
+    for name in dict.fromkeys(r.candidate for r in rows):
+        yield name, sorted((r.elements, getattr(r, field)) for r in rows if r.candidate == name)
 
 
 def thread_series(results: list[Result], field: str) -> Series:
     """Per candidate and shape: (threads, time) points."""
-    for name, shape in dict.fromkeys((r.candidate, r.shape) for r in results):
-        mine = [r for r in results if (r.candidate, r.shape) == (name, shape)]
+    rows = plotted(results, field)
+    for name, shape in dict.fromkeys((r.candidate, r.shape) for r in rows):
+        mine = [r for r in rows if (r.candidate, r.shape) == (name, shape)]
         yield f"{name} {shape}", sorted((r.threads, getattr(r, field)) for r in mine)
 
 
@@ -132,7 +178,8 @@ def plot_by_group(results: list[Result], title: str, xlabel: str,
                 ax.set_xticks([], minor=True)
             ax.set_ylabel("median time per call (ms)")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            if ax.lines:  # a panel of forward-only rows (the deploy runtimes) has no forward + backward
+                ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle(title)
     figure.tight_layout()
     return png_bytes(figure)

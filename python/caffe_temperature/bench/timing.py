@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import ctypes
-import importlib
 import math
 import os
+import resource
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
-from caffe_temperature._cli import ToolError, load_pycaffe, one_line
+from caffe_temperature._cli import ToolError, load_pycaffe
 from caffe_temperature.bench import candidates as cand
-from caffe_temperature.bench import reference
+from caffe_temperature.bench import checks, floors, peers, reference
 from caffe_temperature.bench.candidates import Candidate, Runs, Settings
+from caffe_temperature.bench.results import Result
 from caffe_temperature.prototxt import render
 
 if TYPE_CHECKING:
@@ -28,43 +29,21 @@ if TYPE_CHECKING:
 # Shapes up to this many elements get the full --repeat; larger ones get
 # proportionally fewer (at least 3), so that 1024x32000 takes seconds, not minutes.
 FULL_REPEAT_ELEMENTS = 1 << 21
-# A candidate is warmed up for this many blocks' time (at least one call).
+# A candidate is warmed up for this many blocks' time (at least one call), and
+# on, up to WARM_UP_MAX_CALLS calls, while its calls still take new pages.
 WARM_UP_BLOCKS = 4
-# The limit row's passes run over blocks of at most this many values (128 KB
-# of floats: a row of 32000 classes, in L2 across its passes, as in the layers).
-LIMIT_MAX_BLOCK = 32768
-LIMIT_ROW = "LIMIT: max + exp + scale passes (_native)"
+WARM_UP_MAX_CALLS = 20
 OVERHEAD_ROW = "pycaffe overhead (net of 1 Input layer)"
 
 
 @dataclass
-class Result:
-    group: str
-    shape: str
-    elements: int
-    candidate: str
-    baseline: str
-    threads: int
-    repeats: int  # timed blocks
-    calls_per_block: int  # forward's; forward + backward's may be fewer
-    forward_ms: float
-    forward_backward_ms: float
-    forward_speedup: float
-    forward_backward_speedup: float
-    forward_gb_per_s: float
-    forward_backward_gb_per_s: float
-    # Time / the LIMIT row's time, same shape, same run (None on a GPU: the limit is the CPU's).
-    forward_vs_limit: Optional[float]
-    forward_backward_vs_limit: Optional[float]
-    value: Optional[float]  # the loss, for loss layers: candidates must agree
-
-
-@dataclass
 class Timing:
-    """One candidate's figure: the median per-call time over its blocks."""
+    """One candidate's figure: the median per-call time over its blocks, and
+    how far its blocks spread (slowest / fastest)."""
 
     ms: float
     calls_per_block: int
+    spread: float
 
 
 def shape_label(shape: tuple[int, ...]) -> str:
@@ -76,22 +55,38 @@ def repeats_for(shape: tuple[int, ...], repeat: int) -> int:
     return max(min(repeat, 3), min(repeat, scaled))
 
 
+def minor_faults() -> int:
+    """Page faults of this process so far that took a page without reading the disk."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def warm_up(run: Callable[[], object], seconds: float) -> float:
-    """Calls ``run`` for about ``seconds`` (at least once: first-touch
-    allocations, lazy set-up, caches, the allocator's steady state) and returns
-    its mean time per call after the first (the first's, if it took that long)."""
+    """Calls ``run`` into its steady state and returns its time per call there.
+
+    For about ``seconds`` (at least once: first-touch allocations, lazy set-up,
+    caches), then on while its last call still took new pages (page faults),
+    up to WARM_UP_MAX_CALLS: a run that allocates in every call (PyTorch) grows
+    the heap over its first calls until its freed blocks fit what it asks for,
+    and a call that takes new pages is not a steady one. At 1024 x 32000 a
+    PyTorch forward took tens of thousands of new pages per call over its first
+    calls and none after about ten (docs/performance.md); with one call of
+    warm-up (4 blocks' time is less than one call) its forward was timed while
+    the heap grew, and came out slower than its forward + backward, timed
+    later. The time per call is the
+    mean of the calls since the last one that faulted (the last call's if
+    every one did)."""
     start = time.perf_counter()
-    run()
-    first = time.perf_counter() - start
-    if first >= seconds:
-        return first
-    calls, start = 0, time.perf_counter()
+    calls = steady_calls = 0
+    steady_s = 0.0
     while True:
+        faults, began = minor_faults(), time.perf_counter()
         run()
+        took = time.perf_counter() - began
         calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / calls
+        faulted = minor_faults() > faults
+        steady_calls, steady_s = (0, 0.0) if faulted else (steady_calls + 1, steady_s + took)
+        if time.perf_counter() - start >= seconds and (not faulted or calls >= WARM_UP_MAX_CALLS):
+            return steady_s / steady_calls if steady_calls else took
 
 
 def timed_block(run: Callable[[], object], calls: int) -> float:
@@ -122,7 +117,15 @@ def median_ms(runs: list[Callable[[], object]], blocks: int, block_s: float) -> 
     for _ in range(blocks):
         for run, n, run_times in zip(runs, calls, times):
             run_times.append(timed_block(run, n))
-    return [Timing(1e3 * statistics.median(t), n) for t, n in zip(times, calls)]
+    return [Timing(1e3 * statistics.median(t), n, max(t) / min(t)) for t, n in zip(times, calls)]
+
+
+def optional_median_ms(runs: Sequence[Optional[Callable[[], object]]], blocks: int,
+                       block_s: float) -> list[Optional[Timing]]:
+    """median_ms of the runs that are there, in turns; None for the others."""
+    present = [run for run in runs if run is not None]
+    timings = iter(median_ms(present, blocks, block_s))
+    return [None if run is None else next(timings) for run in runs]
 
 
 def caffe_runs(caffe: ModuleType, candidate: Candidate, net: caffe_pb2.NetParameter,
@@ -141,59 +144,6 @@ def caffe_runs(caffe: ModuleType, candidate: Candidate, net: caffe_pb2.NetParame
     return Runs(candidate.name, candidate.baseline, built.forward, lambda: (built.forward(), built.backward()), value)
 
 
-def limit_block(shape: tuple[int, ...]) -> int:
-    """The limit's block: a softmax vector for N x C, else a sample, at most LIMIT_MAX_BLOCK."""
-    return min(math.prod(shape[1:]), LIMIT_MAX_BLOCK)
-
-
-def load_native() -> ModuleType:
-    """The plugin's _native module, which the LIMIT row runs; a ToolError without it."""
-    try:
-        import caffe_temperature
-
-        caffe_temperature.load_plugin()
-        return importlib.import_module("caffe_temperature._native")
-    except (ImportError, OSError) as err:
-        raise ToolError(f"the LIMIT row needs the plugin's compiled _native module, which cannot be loaded "
-                        f"({one_line(err) or type(err).__name__}); build it (cmake --build build --target "
-                        "_native) or install the plugin") from None
-
-
-def limit_exps(group: str) -> int:
-    """Exps per value that a group's forward cannot avoid: distillation takes
-    the softmax of the teacher and of the student, the others one softmax."""
-    return 2 if group == "distillation" else 1
-
-
-def limit_runs(native: ModuleType, group: str, shape: tuple[int, ...], beta: float, baseline: str) -> Runs:
-    """The LIMIT row: what any version of the group's layer must do over these
-    values, in the plugin's own compiled code (_native, built with the kernels'
-    flags), on buffers allocated once, as a net's blobs are.
-    Forward: per exp the group needs (limit_exps), a max pass, a vector-exp pass
-    writing and summing, a scaling pass (one exp, one read and one write pass
-    per value); backward: the dot of y and dy, and a pass writing dx. The logits
-    are scaled by beta, so that exp sees the arguments the layers give it."""
-    inputs = [cand.normal(seed, shape, 10) * np.float32(beta) for seed in range(limit_exps(group))]
-    outputs = [np.empty_like(x) for x in inputs]
-    dy, dx = cand.normal(len(inputs), shape, 1), np.empty_like(inputs[0])
-    block = limit_block(shape)
-
-    def forward() -> None:
-        for x, y in zip(inputs, outputs):
-            native.limit_forward(x, y, block)
-
-    def forward_backward() -> None:
-        forward()
-        native.limit_backward(outputs[0], dy, dx, block)
-
-    return Runs(limit_label(group), baseline, forward, forward_backward)
-
-
-def limit_label(group: str) -> str:
-    exps = limit_exps(group)
-    return LIMIT_ROW if exps == 1 else f"{LIMIT_ROW}, x{exps}"
-
-
 def overhead_runs(caffe: ModuleType, shape: tuple[int, ...], baseline: str, workdir: Path) -> Runs:
     """pycaffe's own cost per call: Net.forward and Net.backward of a net of one
     Input layer, which computes nothing. Subtract it from the Caffe rows to read
@@ -207,7 +157,8 @@ def softmax_group(caffe: ModuleType, torch: Optional[ModuleType], shape: tuple[i
     x = cand.normal(0, shape, 10)
     runs = [caffe_runs(caffe, c, cand.softmax_net(shape, c.layers), {"x": x}, workdir)
             for c in cand.softmax_candidates(1.0 / settings.temperature)]
-    return runs + (reference.softmax_runs(torch, x, settings) if torch else [])
+    return runs + (reference.softmax_runs(torch, x, settings) if torch else []) + peers.softmax_peer_runs(
+        x, settings, workdir)
 
 
 def infogain_group(caffe: ModuleType, torch: Optional[ModuleType], shape: tuple[int, ...], settings: Settings,
@@ -234,34 +185,42 @@ def distillation_group(caffe: ModuleType, torch: Optional[ModuleType], shape: tu
 GROUP_BUILDERS = {"softmax": softmax_group, "infogain": infogain_group, "distillation": distillation_group}
 
 
-def time_group(caffe: ModuleType, torch: Optional[ModuleType], native: Optional[ModuleType], group: str,
-               shape: tuple[int, ...], settings: Settings, workdir: Path) -> list[Result]:
-    """Times one group on one shape, with the LIMIT row where ``native`` is given.
+def optional_rate(size: int, timing: Optional[Timing]) -> Optional[float]:
+    return None if timing is None else size / (timing.ms * 1e6)
+
+
+def measure_group(caffe: ModuleType, torch: Optional[ModuleType], native: Optional[ModuleType], group: str,
+                  shape: tuple[int, ...], settings: Settings, workdir: Path) -> list[Result]:
+    """Times one group on one shape once, with the floors where ``native`` is given.
     Its nets are freed on return, so that only one group's blobs (2.6 GB for the
     stock distillation at 1024x32000) are alive."""
     runs = GROUP_BUILDERS[group](caffe, torch, shape, settings, workdir)
     baseline = runs[0].baseline
     runs.append(overhead_runs(caffe, shape, baseline, workdir))
     if native is not None:
-        runs.append(limit_runs(native, group, shape, 1.0 / settings.temperature, baseline))
+        runs.extend(floors.floor_runs(native, group, shape, 1.0 / settings.temperature, baseline))
     repeats = repeats_for(shape, settings.repeat)
     block_s = settings.block_ms / 1e3
     forward = median_ms([r.forward for r in runs], repeats, block_s)
-    both = median_ms([r.forward_backward for r in runs], repeats, block_s)
+    both = optional_median_ms([r.forward_backward for r in runs], repeats, block_s)
     values = [r.value() for r in runs]  # after a forward: the loss of these inputs
-    base = {r.name: (f.ms, b.ms) for r, f, b in zip(runs, forward, both)}
-    limit = base.get(limit_label(group))
     fwd_bytes, both_bytes = cand.traffic_bytes(group, shape)
     return [
         Result(group=group, shape=shape_label(shape), elements=math.prod(shape), candidate=r.name,
                baseline=r.baseline, threads=settings.threads, repeats=repeats, calls_per_block=f.calls_per_block,
-               forward_ms=f.ms, forward_backward_ms=b.ms,
-               forward_speedup=base[r.baseline][0] / f.ms, forward_backward_speedup=base[r.baseline][1] / b.ms,
-               forward_gb_per_s=fwd_bytes / (f.ms * 1e6), forward_backward_gb_per_s=both_bytes / (b.ms * 1e6),
-               forward_vs_limit=f.ms / limit[0] if limit else None,
-               forward_backward_vs_limit=b.ms / limit[1] if limit else None, value=v)
+               forward_ms=f.ms, forward_backward_ms=b.ms if b else None,
+               forward_spread=f.spread, forward_backward_spread=b.spread if b else None,
+               forward_gb_per_s=optional_rate(fwd_bytes, f), forward_backward_gb_per_s=optional_rate(both_bytes, b),
+               value=v)
         for r, f, b, v in zip(runs, forward, both, values)
     ]
+
+
+def time_group(caffe: ModuleType, torch: Optional[ModuleType], native: Optional[ModuleType], group: str,
+               shape: tuple[int, ...], settings: Settings, workdir: Path) -> list[Result]:
+    """measure_group, again while a row cannot be (checks.policed)."""
+    return checks.policed(lambda: measure_group(caffe, torch, native, group, shape, settings, workdir),
+                          settings.max_spread, settings.retries)
 
 
 def caffe_has_gpu() -> bool:
@@ -306,12 +265,13 @@ def set_native_threads(threads: int) -> None:
 
 
 def run_all(shapes: list[tuple[int, ...]], groups: list[str], settings: Settings) -> tuple[list[Result], list[str]]:
-    """All results, and a note for each (group, shape) that was skipped."""
+    """All results (without their ratios: results.with_ratios), and a note for
+    each (group, shape) that was skipped and each peer that is not installed."""
     caffe = load_caffe(settings.device)
     torch = reference.import_torch(settings)
-    native = load_native() if settings.device == "cpu" else None  # the limit is the CPU's
+    native = floors.load_native() if settings.device == "cpu" else None  # the floors are the CPU's
     results: list[Result] = []
-    notes: list[str] = []
+    notes: list[str] = peers.missing(settings) if "softmax" in groups else []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in shapes:
             for group in groups:
