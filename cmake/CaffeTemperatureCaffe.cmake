@@ -117,14 +117,19 @@ macro(caffe_temperature_find_caffe)
     set(Caffe_DIR $ENV{Caffe_DIR} CACHE PATH "The folder of the CaffeConfig.cmake to build against")
   endif()
   # What was found for another Caffe is forgotten when the Caffe named changes.
-  if(NOT "${Caffe_ROOT}|${Caffe_DIR}" STREQUAL "${CAFFE_TEMPERATURE_NAMED_CAFFE}")
+  if(Caffe_ROOT)
+    set(_caffe_named ${Caffe_ROOT})
+  else()
+    set(_caffe_named "${Caffe_DIR}")
+  endif()
+  if(NOT "${_caffe_named}" STREQUAL "${CAFFE_TEMPERATURE_NAMED_CAFFE}")
     foreach(_cached CAFFE_PROTO_INCLUDE_DIR CAFFE_EXECUTABLE PYCAFFE_DIR CAFFE_TEMPERATURE_CBLAS_DIR
         CAFFE_TEMPERATURE_GLOG_LOGGING_H_DIR CAFFE_TEMPERATURE_GFLAGS_GFLAGS_H_DIR
         CAFFE_TEMPERATURE_GOOGLE_PROTOBUF_MESSAGE_H_DIR CAFFE_TEMPERATURE_GLOG_LIBRARY
         CAFFE_TEMPERATURE_GFLAGS_LIBRARY CAFFE_TEMPERATURE_PROTOBUF_LIBRARY)
       unset(${_cached} CACHE)
     endforeach()
-    set(CAFFE_TEMPERATURE_NAMED_CAFFE "${Caffe_ROOT}|${Caffe_DIR}" CACHE INTERNAL "")
+    set(CAFFE_TEMPERATURE_NAMED_CAFFE "${_caffe_named}" CACHE INTERNAL "")
   endif()
   if(Caffe_ROOT)
     get_filename_component(_caffe_root ${Caffe_ROOT} ABSOLUTE)
@@ -157,6 +162,7 @@ macro(caffe_temperature_find_caffe)
   # First on the plugin's include path: a build tree's CaffeConfig lacks it.
   set(CAFFE_EXTRA_INCLUDE_DIRS ${CAFFE_PROTO_INCLUDE_DIR})
   get_target_property(_caffe_headers caffe INTERFACE_INCLUDE_DIRECTORIES)
+  list(REMOVE_DUPLICATES _caffe_headers)
   list(JOIN _caffe_headers " " _caffe_headers)
   message(STATUS "caffe_temperature: Caffe ${CAFFE_KIND}\n"
     "   libcaffe    ${CAFFE_LIBRARY}\n"

@@ -61,8 +61,8 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Reshape(
   // Not LossLayer::Reshape: it requires x and label to share their first
   // axis, which is wrong for a softmax over axis 0.
   top[0]->Reshape(vector<int>());
-  const int axis =
-      bottom[0]->CanonicalAxisIndex(InfogainSoftmaxAxis(this->layer_param_));
+  const int axis = bottom[0]->CanonicalAxisIndex(
+      caffe_temperature::InfogainSoftmaxAxis(this->layer_param_));
   shape_.outer = bottom[0]->count(0, axis);
   shape_.channels = bottom[0]->shape(axis);
   shape_.inner = bottom[0]->count(axis + 1);

@@ -112,6 +112,35 @@ def test_installed_package_loads_the_plugin_next_to_it(build_dir, tmp_path):
     assert 'type: "Scale"' in command.stdout and "0.025" in command.stdout
 
 
+CONSUMER_CMAKE = """cmake_minimum_required(VERSION 3.18)
+project(consumer CXX)
+find_package(CaffeTemperature REQUIRED)
+add_library(consumer SHARED consumer.cpp)
+target_link_libraries(consumer PRIVATE CaffeTemperature::caffe_temperature)
+"""
+CONSUMER_CPP = """#include "caffe_temperature/layer_params.hpp"
+int SoftmaxAxisOf(const caffe::LayerParameter& p) { return caffe_temperature::InfogainSoftmaxAxis(p); }
+"""
+
+
+def test_installed_cmake_package_finds_its_caffe_again(build_dir, tmp_path):
+    """Another CMake project links CaffeTemperature::caffe_temperature from an install."""
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(build_dir), "--prefix", str(prefix)], check=True,
+                   capture_output=True, timeout=120)
+    source = tmp_path / "consumer"
+    source.mkdir()
+    (source / "CMakeLists.txt").write_text(CONSUMER_CMAKE)
+    (source / "consumer.cpp").write_text(CONSUMER_CPP)
+    configured = subprocess.run(["cmake", "-S", str(source), "-B", str(tmp_path / "b"), f"-DCMAKE_PREFIX_PATH={prefix}",
+                                 f"-DPython3_EXECUTABLE={sys.executable}"], capture_output=True, text=True, timeout=300)
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+    built = subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    linked = subprocess.run(["ldd", str(tmp_path / "b" / "libconsumer.so")], capture_output=True, text=True).stdout
+    assert str(prefix / "lib" / "libcaffe_temperature.so") in linked
+
+
 def test_env_sh_leaves_caffe_logging_alone_and_the_tools_quiet_it():
     """After `source build/env.sh`, `caffe train` logs as Caffe does; the package's tools
     keep Caffe's INFO lines out of their output unless GLOG_minloglevel asks for them."""
