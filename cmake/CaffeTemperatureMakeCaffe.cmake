@@ -43,8 +43,11 @@ endfunction()
 # include and library folders (relative ones made absolute).
 function(caffe_temperature_makefile_variables root prefix)
   find_program(CAFFE_TEMPERATURE_MAKE NAMES make gmake REQUIRED)
+  # Without CMake's CXX (/usr/bin/c++), which Caffe's Makefile refuses: it
+  # wants a name containing g++ or clang++ and defaults to g++.
   execute_process(
-    COMMAND ${CAFFE_TEMPERATURE_MAKE} --no-print-directory -C ${root} -f Makefile
+    COMMAND ${CMAKE_COMMAND} -E env --unset=CXX
+            ${CAFFE_TEMPERATURE_MAKE} --no-print-directory -C ${root} -f Makefile
             -f ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/caffe_makefile_variables.mk caffe-temperature-variables
     OUTPUT_VARIABLE _out ERROR_VARIABLE _err RESULT_VARIABLE _rc)
   if(NOT _rc EQUAL 0)
@@ -75,7 +78,7 @@ function(caffe_temperature_makefile_definitions common_flags out_var)
   set(${out_var} ${_definitions} PARENT_SCOPE)
 endfunction()
 
-# glog, gflags, protobuf and BLAS's cblas.h (and CUDA's headers for a GPU
+# glog, gflags, protobuf, Boost.Filesystem (caffe/util/io.hpp) and BLAS's cblas.h (and CUDA's headers for a GPU
 # Caffe): what Caffe's headers include and the plugin calls, which a Makefile
 # Caffe does not record for its users. `hints`: the folders its Makefile used.
 function(caffe_temperature_make_caffe_dependencies definitions include_hints library_hints
@@ -107,7 +110,7 @@ function(caffe_temperature_make_caffe_dependencies definitions include_hints lib
     endif()
   endforeach()
   set(${includes_var} ${_includes} PARENT_SCOPE)
-  set(${libraries_var} ${_libraries} Boost::system PARENT_SCOPE)
+  set(${libraries_var} ${_libraries} Boost::system Boost::filesystem PARENT_SCOPE)
 endfunction()
 
 # The Caffe at <root> (kind MAKE_TREE or MAKE_DISTRIBUTE): the imported target
@@ -120,7 +123,9 @@ macro(caffe_temperature_find_make_caffe root kind)
         "library ${_make_LIBRARY} is not there: build it first (make all pycaffe)")
     endif()
     set(CAFFE_LIBRARY ${_make_LIBRARY})
+    # Not src/: Caffe's own sources, with a bundled gtest 1.7 that would shadow the system's.
     set(_caffe_includes ${_make_INCLUDE_DIRS})
+    list(REMOVE_ITEM _caffe_includes ${root}/src)
     caffe_temperature_makefile_definitions("${_make_COMMON_FLAGS}" _caffe_definitions)
     caffe_temperature_library_definitions(${CAFFE_LIBRARY} _caffe_built_with)
     if(NOT _caffe_definitions STREQUAL _caffe_built_with)
