@@ -122,15 +122,15 @@ macro(caffe_temperature_find_caffe)
   else()
     set(_caffe_named "${Caffe_DIR}")
   endif()
-  if(NOT "${_caffe_named}" STREQUAL "${CAFFE_TEMPERATURE_NAMED_CAFFE}")
+  if(DEFINED CAFFE_TEMPERATURE_NAMED_CAFFE AND NOT "${_caffe_named}" STREQUAL "${CAFFE_TEMPERATURE_NAMED_CAFFE}")
     foreach(_cached CAFFE_PROTO_INCLUDE_DIR CAFFE_EXECUTABLE PYCAFFE_DIR CAFFE_TEMPERATURE_CBLAS_DIR
         CAFFE_TEMPERATURE_GLOG_LOGGING_H_DIR CAFFE_TEMPERATURE_GFLAGS_GFLAGS_H_DIR
         CAFFE_TEMPERATURE_GOOGLE_PROTOBUF_MESSAGE_H_DIR CAFFE_TEMPERATURE_GLOG_LIBRARY
         CAFFE_TEMPERATURE_GFLAGS_LIBRARY CAFFE_TEMPERATURE_PROTOBUF_LIBRARY)
       unset(${_cached} CACHE)
     endforeach()
-    set(CAFFE_TEMPERATURE_NAMED_CAFFE "${_caffe_named}" CACHE INTERNAL "")
   endif()
+  set(CAFFE_TEMPERATURE_NAMED_CAFFE "${_caffe_named}" CACHE INTERNAL "")
   if(Caffe_ROOT)
     get_filename_component(_caffe_root ${Caffe_ROOT} ABSOLUTE)
     caffe_temperature_caffe_kind(${_caffe_root} _caffe_kind _caffe_config_dir _caffe_looked)
@@ -164,9 +164,15 @@ macro(caffe_temperature_find_caffe)
   get_target_property(_caffe_headers caffe INTERFACE_INCLUDE_DIRECTORIES)
   list(REMOVE_DUPLICATES _caffe_headers)
   list(JOIN _caffe_headers " " _caffe_headers)
+  get_target_property(_caffe_definitions_text caffe INTERFACE_COMPILE_DEFINITIONS)
+  if(NOT _caffe_definitions_text)
+    set(_caffe_definitions_text "(none)")
+  endif()
+  list(JOIN _caffe_definitions_text " " _caffe_definitions_text)
   message(STATUS "caffe_temperature: Caffe ${CAFFE_KIND}\n"
     "   libcaffe    ${CAFFE_LIBRARY}\n"
     "   headers     ${_caffe_headers}\n"
+    "   defines     ${_caffe_definitions_text}\n"
     "   caffe.pb.h  ${CAFFE_PROTO_INCLUDE_DIR}\n"
     "   pycaffe     ${PYCAFFE_DIR}\n"
     "   caffe tool  ${CAFFE_EXECUTABLE}")
