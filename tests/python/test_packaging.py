@@ -157,13 +157,14 @@ def test_env_sh_leaves_caffe_logging_alone_and_the_tools_quiet_it():
     assert "Initializing net" in verbose.stderr
 
 
-def test_configures_against_a_caffe_build_tree(tmp_path):
+@pytest.mark.parametrize("variable", ["Caffe_ROOT", "Caffe_DIR"])
+def test_configures_against_a_caffe_build_tree(tmp_path, variable):
     """A build tree's CaffeConfig lacks the generated caffe.pb.h directory."""
     trees = sorted((CACHE / "build").glob("caffe-*/CaffeConfig.cmake"))
     if not trees:
-        pytest.skip("no Caffe build tree in the cache (Caffe came from Caffe_DIR)")
+        pytest.skip("no Caffe build tree in the cache (Caffe came from Caffe_ROOT)")
     result = subprocess.run(
-        ["cmake", "-S", str(REPO), "-B", str(tmp_path / "b"), f"-DCaffe_DIR={trees[0].parent}",
+        ["cmake", "-S", str(REPO), "-B", str(tmp_path / "b"), f"-D{variable}={trees[0].parent}",
          f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
         capture_output=True, text=True, timeout=300,
     )

@@ -44,14 +44,14 @@ EXAMPLE = REPO / "prototxt" / "deploy_example.prototxt"
 BUILD_TIMEOUT = 1200
 
 
-def caffe_dir() -> Path:
+def caffe_root() -> Path:
     """The Caffe this checkout's plugin build was configured with."""
     cache = REPO / "build" / "CMakeCache.txt"
     if cache.is_file():
         for line in cache.read_text().splitlines():
-            if line.startswith("Caffe_DIR:"):
+            if line.startswith("Caffe_ROOT:"):
                 return Path(line.split("=", 1)[1])
-    found = sorted(CACHE.glob("caffe-*/share/Caffe"))
+    found = sorted(path.parents[1] for path in CACHE.glob("caffe-*/share/Caffe"))
     if not found:
         pytest.skip("no Caffe to build against (run scripts/setup.sh)")
     return found[0]
@@ -102,7 +102,7 @@ def plugin_wheel(tmp_path_factory) -> Path:
     with open(build_dir.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return pip_wheel(tmp_path_factory.mktemp("plugin-wheel"),
-                         dict(os.environ, Caffe_ROOT=str(caffe_dir()), CAFFE_TEMPERATURE_PLUGIN="ON"),
+                         dict(os.environ, Caffe_ROOT=str(caffe_root()), CAFFE_TEMPERATURE_PLUGIN="ON"),
                          [f"build-dir={build_dir}"])
 
 
@@ -327,7 +327,7 @@ def test_pure_sample(pure_venv, tmp_path):
 
 
 # --------------------------------------------------------------------------
-# The wheel with the plugin: Caffe_DIR=... pip install .
+# The wheel with the plugin: Caffe_ROOT=... pip install .
 
 
 def test_plugin_wheel_registers_the_layers(plugin_venv, tmp_path):
