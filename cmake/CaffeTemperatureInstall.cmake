@@ -13,6 +13,8 @@ configure_package_config_file(cmake/CaffeTemperatureConfig.cmake.in
   INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/CaffeTemperature)
 write_basic_package_version_file(${CMAKE_BINARY_DIR}/CaffeTemperatureConfigVersion.cmake
   COMPATIBILITY SameMinorVersion)
+# With the modules that find its Caffe again (CaffeTemperatureConfig.cmake.in).
 install(FILES ${CMAKE_BINARY_DIR}/CaffeTemperatureConfig.cmake
   ${CMAKE_BINARY_DIR}/CaffeTemperatureConfigVersion.cmake
+  cmake/CaffeTemperatureCaffe.cmake cmake/CaffeTemperatureMakeCaffe.cmake cmake/caffe_makefile_variables.mk
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/CaffeTemperature)

@@ -6,7 +6,9 @@
 #
 # Environment:
 #   CAFFE_TEMPERATURE_CACHE  cache directory (default ~/.cache/caffe-temperature)
-#   Caffe_DIR                an existing Caffe (<prefix>/share/Caffe or a build tree): skips the Caffe build
+#   Caffe_ROOT               an existing Caffe: a CMake install prefix or build tree, a source tree
+#                            built with make, or a `make distribute` folder; skips the Caffe build
+#   Caffe_DIR                an existing Caffe's CaffeConfig.cmake folder (<prefix>/share/Caffe)
 #   CAFFE_SOURCE_TARBALL     a local caffe_*.orig.tar.gz instead of fetching Debian's source package
 #   CAFFE_TEMPERATURE_VENV   Python virtual environment to use (default $CACHE/venv)
 #   BUILD_DIR                plugin build directory (default ./build)
@@ -16,17 +18,17 @@
 #                            (reported as skipped without it)
 #   CAFFE_TEMPERATURE_CUDA=1 build Caffe with CUDA (sm_90, no cuDNN) into its own cache
 #                            prefix and the plugin with its GPU kernels (default build dir ./build-cuda)
+#   CAFFE_TEMPERATURE_MAKE_CAFFE=1  also build the same Caffe with its own Makefile (CPU-only),
+#                            and `make distribute`, in the cache (scripts/test.sh tests the plugin
+#                            against both; about 6 minutes on 2 cores, once)
 #
 # Safe to run again: every step is skipped when its result is already there.
 set -euo pipefail
 
 # shellcheck source=scripts/paths.sh
 source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
-CACHE=${CAFFE_TEMPERATURE_CACHE:-$HOME/.cache/caffe-temperature}
 VENV=${CAFFE_TEMPERATURE_VENV:-$CACHE/venv}
 JOBS=${JOBS:-$(nproc)}
-# The last BVLC master that Debian packaged (bullseye); its orig tarball is what we build.
-CAFFE_DEB_VERSION=1.0.0+git20180821.99bd997
 if [[ ${CAFFE_TEMPERATURE_CUDA:-0} == 1 ]]; then
   VARIANT=caffe-$CAFFE_DEB_VERSION-cuda
   # BVLC's arch lists start at Fermi, which CUDA 12+ no longer knows.
@@ -90,23 +92,22 @@ make_venv() {
 # scripts; the plugin itself is build_plugin's, and build/env.sh puts the source
 # tree's package first on PYTHONPATH. Not editable: scikit-build-core's editable
 # finder would send every user of this environment to this checkout. Skipped
-# while pyproject.toml, the package's files, this checkout and the Caffe are
+# while pyproject.toml, the package's files and this checkout are
 # those of the last install.
 install_python_package() {
-  local caffe_dir=$1 stamp=$VENV/.caffe-temperature-package stamp_text isolation=()
-  stamp_text="$ROOT $caffe_dir $PY_EXTRAS $(cd "$ROOT" && find pyproject.toml CMakeLists.txt cmake python prototxt \
+  local stamp=$VENV/.caffe-temperature-package stamp_text isolation=()
+  stamp_text="$ROOT $PY_EXTRAS $(cd "$ROOT" && find pyproject.toml CMakeLists.txt cmake python prototxt third_party \
     -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
   if [[ -f $stamp && $(cat "$stamp") == "$stamp_text" ]] &&
      "$VENV/bin/python" -c "import importlib.metadata as m; m.version('caffe-temperature')" 2>/dev/null; then
     return
   fi
   # The build requirements are in the test extra: after the first install no download is needed.
-  if "$VENV/bin/python" -c "import scikit_build_core, pybind11" 2>/dev/null; then
+  if "$VENV/bin/python" -c "import scikit_build_core, pybind11, google.protobuf" 2>/dev/null; then
     isolation=(--no-build-isolation)
   fi
   log "installing the caffe-temperature package and its dependencies into $VENV"
-  Caffe_DIR=$caffe_dir CAFFE_TEMPERATURE_PLUGIN=OFF \
-    "$VENV/bin/python" -m pip install -q "${isolation[@]}" "$ROOT[$PY_EXTRAS]"
+  CAFFE_TEMPERATURE_PLUGIN=OFF "$VENV/bin/python" -m pip install -q "${isolation[@]}" "$ROOT[$PY_EXTRAS]"
   # The deploy tests' converter: its onnx==1.6.0 pin does not build; current onnx (test extra) serves it.
   "$VENV/bin/python" -m pip install -q --no-deps caffe2onnx==2.0.1
   echo "$stamp_text" > "$stamp"
@@ -150,6 +151,20 @@ fetch_caffe_tarball() {
   echo "$tarball"
 }
 
+# Caffe's source, extracted and patched for this machine's protobuf and CUDA.
+extract_caffe_source() {
+  local tarball=$1 src=$2
+  log "extracting $tarball"
+  # The orig tarball has no top-level directory.
+  tar -xf "$tarball" -C "$src"
+  # protobuf >= 3.21 only has the one-argument SetTotalBytesLimit.
+  sed -i 's/SetTotalBytesLimit(kProtoReadBytesLimit, 536870912)/SetTotalBytesLimit(kProtoReadBytesLimit)/' \
+    "$src/src/caffe/util/io.cpp"
+  # CUDA 13's cudaDeviceProp lost these fields; only Caffe::DeviceQuery prints them.
+  sed -i -e '/prop.clockRate;/d' -e '/"Concurrent copy and execution: "/,+1d' \
+    -e '/"Kernel execution timeout:      "/,+1d' "$src/src/caffe/common.cpp"
+}
+
 build_caffe() {
   if [[ -f $CAFFE_PREFIX/share/Caffe/CaffeConfig.cmake && -x $CAFFE_PREFIX/bin/caffe ]]; then
     log "using cached Caffe at $CAFFE_PREFIX"
@@ -161,15 +176,7 @@ build_caffe() {
   build=$CACHE/build/$VARIANT
   rm -rf "$src" "$build"
   mkdir -p "$src" "$build"
-  log "extracting $tarball"
-  # The orig tarball has no top-level directory.
-  tar -xf "$tarball" -C "$src"
-  # protobuf >= 3.21 only has the one-argument SetTotalBytesLimit.
-  sed -i 's/SetTotalBytesLimit(kProtoReadBytesLimit, 536870912)/SetTotalBytesLimit(kProtoReadBytesLimit)/' \
-    "$src/src/caffe/util/io.cpp"
-  # CUDA 13's cudaDeviceProp lost these fields; only Caffe::DeviceQuery prints them.
-  sed -i -e '/prop.clockRate;/d' -e '/"Concurrent copy and execution: "/,+1d' \
-    -e '/"Kernel execution timeout:      "/,+1d' "$src/src/caffe/common.cpp"
+  extract_caffe_source "$tarball" "$src"
   log "configuring Caffe (${CAFFE_DEVICE_FLAGS[0]})"
   cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$CAFFE_PREFIX" \
     "${CAFFE_DEVICE_FLAGS[@]}" -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=OFF -DBLAS=Open \
@@ -189,11 +196,58 @@ build_caffe() {
   log "Caffe installed at $CAFFE_PREFIX"
 }
 
+# The Makefile.config of the make build: CPU-only, OpenBLAS, no OpenCV/LevelDB/LMDB,
+# pycaffe for the venv's Python and numpy.
+write_makefile_config() {
+  local multiarch python_version numpy_include
+  multiarch=$(gcc -print-multiarch)
+  python_version=$("$VENV/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  numpy_include=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
+  cat <<CONFIG
+# Written by caffe-temperature's scripts/setup.sh.
+CPU_ONLY := 1
+USE_OPENCV := 0
+USE_LEVELDB := 0
+USE_LMDB := 0
+BLAS := open
+BLAS_INCLUDE := /usr/include/$multiarch/openblas-pthread
+PYTHON_LIBRARIES := boost_python${python_version/./} python$python_version
+PYTHON_INCLUDE := /usr/include/python$python_version $numpy_include
+PYTHON_LIB := /usr/lib/$multiarch
+INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial
+LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib /usr/lib/$multiarch/hdf5/serial
+BUILD_DIR := build
+DISTRIBUTE_DIR := distribute
+Q ?= @
+CONFIG
+}
+
+# The same Caffe built the way its installation guide leads with: make, in the
+# source tree, then `make distribute` (scripts/test.sh builds the plugin against both).
+build_make_caffe() {
+  if [[ -f $MAKE_CAFFE_DIR/distribute/lib/libcaffe.so && -f $MAKE_CAFFE_DIR/python/caffe/_caffe.so ]]; then
+    log "using cached make-built Caffe at $MAKE_CAFFE_DIR"
+    return
+  fi
+  local tarball log=$CACHE/build/caffe-$CAFFE_DEB_VERSION-make.log
+  tarball=$(fetch_caffe_tarball)
+  rm -rf "$MAKE_CAFFE_DIR"
+  mkdir -p "$MAKE_CAFFE_DIR" "$CACHE/build"
+  extract_caffe_source "$tarball" "$MAKE_CAFFE_DIR"
+  write_makefile_config > "$MAKE_CAFFE_DIR/Makefile.config"
+  log "building Caffe with make, $JOBS jobs (about 6 minutes on 2 cores; log: $log)"
+  if ! { make -C "$MAKE_CAFFE_DIR" -j "$JOBS" all pycaffe && make -C "$MAKE_CAFFE_DIR" distribute; } >"$log" 2>&1; then
+    tail -30 "$log" >&2
+    die "building Caffe with make failed (log: $log)"
+  fi
+  log "make-built Caffe at $MAKE_CAFFE_DIR, its distribute folder at $MAKE_CAFFE_DIR/distribute"
+}
+
 build_plugin() {
-  local caffe_dir=$1
-  log "building the plugin in $BUILD_DIR against $caffe_dir"
+  local caffe_root=$1
+  log "building the plugin in $BUILD_DIR against $caffe_root"
   mkdir -p "$BUILD_DIR"
-  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCaffe_DIR="$caffe_dir" \
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCaffe_ROOT="$caffe_root" -UCaffe_DIR \
     -DPython3_EXECUTABLE="$VENV/bin/python" \
     -DCAFFE_TEMPERATURE_HIP_CPU_DIR="${CAFFE_TEMPERATURE_HIP_CPU_DIR:-}" \
     >"$BUILD_DIR/configure.log" 2>&1 \
@@ -205,13 +259,16 @@ main() {
   mkdir -p "$CACHE"
   install_apt_packages
   make_venv
-  local caffe_dir=${Caffe_DIR:-}
-  if [[ -z $caffe_dir ]]; then
+  local caffe_root=${Caffe_ROOT:-${Caffe_DIR:-}}
+  if [[ -z $caffe_root ]]; then
     build_caffe
-    caffe_dir=$CAFFE_PREFIX/share/Caffe
+    caffe_root=$CAFFE_PREFIX
   fi
-  install_python_package "$caffe_dir"
-  build_plugin "$caffe_dir"
+  if [[ ${CAFFE_TEMPERATURE_MAKE_CAFFE:-0} == 1 ]]; then
+    build_make_caffe
+  fi
+  install_python_package
+  build_plugin "$caffe_root"
   log "done; use it from a shell with: source $BUILD_DIR/env.sh"
 }
 

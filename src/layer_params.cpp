@@ -50,6 +50,14 @@ template void CheckInverseTemperatures<float>(const caffe::LayerParameter&,
 template void CheckInverseTemperatures<double>(const caffe::LayerParameter&,
                                                const double*, int);
 
+int InfogainSoftmaxAxis(const caffe::LayerParameter& param) {
+#if CAFFE_TEMPERATURE_INFOGAIN_HAS_AXIS
+  return param.infogain_loss_param().axis();
+#else
+  return param.softmax_param().axis();
+#endif
+}
+
 caffe::LossParameter_NormalizationMode NormalizationMode(
     const caffe::LayerParameter& param) {
   const caffe::LossParameter& loss = param.loss_param();

@@ -62,7 +62,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Reshape(
   // axis, which is wrong for a softmax over axis 0.
   top[0]->Reshape(vector<int>());
   const int axis = bottom[0]->CanonicalAxisIndex(
-      this->layer_param_.infogain_loss_param().axis());
+      caffe_temperature::InfogainSoftmaxAxis(this->layer_param_));
   shape_.outer = bottom[0]->count(0, axis);
   shape_.channels = bottom[0]->shape(axis);
   shape_.inner = bottom[0]->count(axis + 1);

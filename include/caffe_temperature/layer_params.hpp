@@ -22,6 +22,11 @@ template <typename Dtype>
 void CheckInverseTemperatures(const caffe::LayerParameter& param,
                               const Dtype* beta, int n);
 
+// The softmax axis of SoftmaxWithInfogainLoss: infogain_loss_param.axis, or
+// softmax_param.axis with a caffe.proto whose InfogainLossParameter has no
+// axis (the SSD fork's, NVIDIA's). CMake finds out which, at configure time.
+int InfogainSoftmaxAxis(const caffe::LayerParameter& param);
+
 // The normalization mode of a loss layer, mapping the deprecated `normalize`
 // field as stock SoftmaxWithLoss does.
 caffe::LossParameter_NormalizationMode NormalizationMode(

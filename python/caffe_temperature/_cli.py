@@ -88,17 +88,27 @@ def progress_bar(total: int, quiet: bool, unit: str, desc: str | None = None) ->
     return NoProgress() if quiet else tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
 
 
+# glog's ERROR: Caffe's INFO lines (every layer of every net built) and
+# warnings stay out of a tool's output.
+TOOL_LOG_LEVEL = 2
+
+
 def load_pycaffe(what: str) -> ModuleType:
-    """pycaffe with the plugin's layers registered; a ToolError saying what needs them when they are missing."""
+    """pycaffe with the plugin's layers registered; a ToolError saying what needs them when they are missing.
+
+    Caffe's logging is quieted to errors, unless GLOG_minloglevel says otherwise."""
     try:
         import caffe
 
         import caffe_temperature
 
         caffe_temperature.load_plugin()
+        from caffe_temperature import _native
     except ImportError as err:
         raise ToolError(f"{what} needs pycaffe and the caffe_temperature plugin, which cannot be loaded: "
                         f"{one_line(err)}") from None
+    if "GLOG_minloglevel" not in os.environ:
+        _native.set_min_log_level(TOOL_LOG_LEVEL)
     return caffe
 
 

@@ -15,8 +15,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _REPO_BUILD_DIRS = tuple(_PACKAGE_DIR.parent.parent / name for name in ("build", "build-cuda"))
 
 BUILD_HINT = (
-    "Install the package with it (Caffe_DIR=<caffe prefix>/share/Caffe pip install caffe-temperature), "
-    "build it in a source tree with scripts/setup.sh (or cmake -DCaffe_DIR=... && cmake --build), "
+    "Install the package with it (Caffe_ROOT=<your caffe> pip install caffe-temperature), "
+    "build it in a source tree with scripts/setup.sh (or cmake -DCaffe_ROOT=... && cmake --build), "
     "or point CAFFE_TEMPERATURE_LIBRARY at libcaffe_temperature.so."
 )
 
@@ -110,7 +110,7 @@ def _check_same_caffe(library: Path) -> None:
                 f"{library} was built against {built_with}, but this process already "
                 f"loaded {loaded} (through pycaffe from {_pycaffe_origin()}). "
                 "Use the pycaffe of the Caffe the plugin was built with, or rebuild the "
-                "plugin with -DCaffe_DIR pointing at this one."
+                "plugin with -DCaffe_ROOT pointing at this one."
             )
 
 
@@ -144,7 +144,7 @@ def load_plugin() -> ctypes.CDLL:
         raise PluginLoadError(
             f"pycaffe cannot be imported ({err}), and the plugin's layers only exist inside Caffe: "
             "put <caffe>/python on PYTHONPATH (source build/env.sh does this for the Caffe that "
-            "scripts/setup.sh built; `Caffe_DIR=... pip install` adds it to the environment it installs into)"
+            "scripts/setup.sh built; `Caffe_ROOT=... pip install` adds it to the environment it installs into)"
         ) from err
     library = plugin_path()
     _check_same_caffe(library)

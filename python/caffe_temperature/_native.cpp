@@ -108,6 +108,11 @@ PYBIND11_MODULE(_native, m) {
         py::arg("name") = "<net>",
         "Run Caffe's UpgradeNetAsNeeded on a serialized NetParameter; "
         "returns (serialized upgraded net, whether it needed upgrading).");
+  // glog reads GLOG_minloglevel once, when libglog is loaded (by pycaffe,
+  // before any tool runs): the tools set the level here instead.
+  m.def("set_min_log_level", [](int level) { FLAGS_minloglevel = level; },
+        py::arg("level"),
+        "Set glog's minimum level (0 INFO .. 3 FATAL) in this process.");
   DefineLimits<float>(m);
   DefineLimits<double>(m);
   m.def("memory_pass", &MemoryPass, py::arg("input").noconvert(),

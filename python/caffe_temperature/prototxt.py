@@ -38,8 +38,8 @@ def load_caffe_pb2() -> ModuleType:
         except ImportError:
             raise ToolError(
                 f"Caffe's protobuf module is missing: pycaffe cannot be imported ({caffe_error}) and this "
-                f"install has no {PACKAGED_CAFFE_PB2}; install pycaffe, or a caffe-temperature wheel built "
-                "with Caffe_DIR"
+                f"install has no {PACKAGED_CAFFE_PB2}; install pycaffe, or caffe-temperature with pip (its "
+                "wheels carry that module)"
             ) from None
     return module
 

@@ -98,14 +98,73 @@ def test_installed_package_loads_the_plugin_next_to_it(build_dir, tmp_path):
     assert (tmp_path / "lib" / "cmake" / "CaffeTemperature" / "CaffeTemperatureConfig.cmake").is_file()
     assert (site / "caffe_temperature" / "prototxt" / "deploy_example.prototxt").is_file()
 
+    # The installed command finds the package under the prefix given to `cmake --install`
+    # (not the one configured), from any folder; `sh -x` shows the path it puts first.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    example = REPO / "prototxt" / "deploy_example.prototxt"
+    command = subprocess.run(["sh", "-x", str(tmp_path / "bin" / "caffe-add-temperature"), str(example), "--T", "40"],
+                             capture_output=True, text=True, cwd=elsewhere, timeout=120)
+    assert command.returncode == 0, command.stderr
+    (trace,) = [line for line in command.stderr.splitlines() if "PYTHONPATH=" in line]
+    package_dir = Path(trace.split("PYTHONPATH=")[1].split()[0].strip("'").split(":")[1])
+    assert package_dir.resolve() == site.resolve()
+    assert 'type: "Scale"' in command.stdout and "0.025" in command.stdout
 
-def test_configures_against_a_caffe_build_tree(tmp_path):
+
+CONSUMER_CMAKE = """cmake_minimum_required(VERSION 3.18)
+project(consumer CXX)
+find_package(CaffeTemperature REQUIRED)
+add_library(consumer SHARED consumer.cpp)
+target_link_libraries(consumer PRIVATE CaffeTemperature::caffe_temperature)
+"""
+CONSUMER_CPP = """#include "caffe_temperature/layer_params.hpp"
+int SoftmaxAxisOf(const caffe::LayerParameter& p) { return caffe_temperature::InfogainSoftmaxAxis(p); }
+"""
+
+
+def test_installed_cmake_package_finds_its_caffe_again(build_dir, tmp_path):
+    """Another CMake project links CaffeTemperature::caffe_temperature from an install."""
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(build_dir), "--prefix", str(prefix)], check=True,
+                   capture_output=True, timeout=120)
+    source = tmp_path / "consumer"
+    source.mkdir()
+    (source / "CMakeLists.txt").write_text(CONSUMER_CMAKE)
+    (source / "consumer.cpp").write_text(CONSUMER_CPP)
+    configured = subprocess.run(["cmake", "-S", str(source), "-B", str(tmp_path / "b"), f"-DCMAKE_PREFIX_PATH={prefix}",
+                                 f"-DPython3_EXECUTABLE={sys.executable}"], capture_output=True, text=True, timeout=300)
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+    built = subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    linked = subprocess.run(["ldd", str(tmp_path / "b" / "libconsumer.so")], capture_output=True, text=True).stdout
+    assert str(prefix / "lib" / "libcaffe_temperature.so") in linked
+
+
+def test_env_sh_leaves_caffe_logging_alone_and_the_tools_quiet_it():
+    """After `source build/env.sh`, `caffe train` logs as Caffe does; the package's tools
+    keep Caffe's INFO lines out of their output unless GLOG_minloglevel asks for them."""
+    env = {key: value for key, value in os.environ.items() if key != "GLOG_minloglevel"}
+    sourced = subprocess.run(["bash", "-c", f"source {REPO}/build/env.sh; echo ${{GLOG_minloglevel-unset}}"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert sourced.stdout.strip() == "unset"
+    demo = [sys.executable, "-m", "caffe_temperature.demo", "--T", "4"]
+    quiet = subprocess.run(demo, capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Initializing net" not in quiet.stderr
+    verbose = subprocess.run(demo, capture_output=True, text=True, env=dict(env, GLOG_minloglevel="0"), timeout=300)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Initializing net" in verbose.stderr
+
+
+@pytest.mark.parametrize("variable", ["Caffe_ROOT", "Caffe_DIR"])
+def test_configures_against_a_caffe_build_tree(tmp_path, variable):
     """A build tree's CaffeConfig lacks the generated caffe.pb.h directory."""
     trees = sorted((CACHE / "build").glob("caffe-*/CaffeConfig.cmake"))
     if not trees:
-        pytest.skip("no Caffe build tree in the cache (Caffe came from Caffe_DIR)")
+        pytest.skip("no Caffe build tree in the cache (Caffe came from Caffe_ROOT)")
     result = subprocess.run(
-        ["cmake", "-S", str(REPO), "-B", str(tmp_path / "b"), f"-DCaffe_DIR={trees[0].parent}",
+        ["cmake", "-S", str(REPO), "-B", str(tmp_path / "b"), f"-D{variable}={trees[0].parent}",
          f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"],
         capture_output=True, text=True, timeout=300,
     )

@@ -6,10 +6,15 @@ scikit-build-core and pybind11, come with the package's test extra, so
 wheel builds in <build>/pip-wheel-<hash of this Python>, which persists across sessions, so that only
 the first build compiles (about 2 minutes on 2 cores; later ones are seconds).
 
+The Caffe-free wheel is built with no Caffe in reach: no Caffe_ROOT/Caffe_DIR,
+no pycaffe on the path, HOME elsewhere (no CMake package registry).
+
 The wheels go into fresh virtual environments (venv --without-pip, installed by
 this Python's pip with --no-deps --no-index, so nothing is downloaded), whose
 dependencies are this environment's own packages, reached through a .pth file:
-- the Caffe-free one sees links to numpy, scipy and protobuf only, and no pycaffe;
+- the Caffe-free one sees links to numpy and scipy only, and no pycaffe, with
+  this environment's protobuf, the oldest that pyproject.toml allows, or the
+  newest (each installed once by pip into a venv of its own in the cache);
 - the plugin one sees this environment's site-packages (pycaffe's own imports:
   scikit-image, six) and gets pycaffe from the .pth file the wheel installs.
 """
@@ -20,11 +25,13 @@ import ast
 import fcntl
 import hashlib
 import json
-import shutil
 import os
+import re
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -37,14 +44,14 @@ EXAMPLE = REPO / "prototxt" / "deploy_example.prototxt"
 BUILD_TIMEOUT = 1200
 
 
-def caffe_dir() -> Path:
+def caffe_root() -> Path:
     """The Caffe this checkout's plugin build was configured with."""
     cache = REPO / "build" / "CMakeCache.txt"
     if cache.is_file():
         for line in cache.read_text().splitlines():
-            if line.startswith("Caffe_DIR:"):
+            if line.startswith("Caffe_ROOT:"):
                 return Path(line.split("=", 1)[1])
-    found = sorted(CACHE.glob("caffe-*/share/Caffe"))
+    found = sorted(path.parents[1] for path in CACHE.glob("caffe-*/share/Caffe"))
     if not found:
         pytest.skip("no Caffe to build against (run scripts/setup.sh)")
     return found[0]
@@ -52,6 +59,7 @@ def caffe_dir() -> Path:
 
 def build_requirements_installed() -> bool:
     try:
+        import google.protobuf  # noqa: F401
         import pybind11  # noqa: F401
         import scikit_build_core  # noqa: F401
     except ImportError:
@@ -59,9 +67,8 @@ def build_requirements_installed() -> bool:
     return True
 
 
-def pip_wheel(out_dir: Path, env_extra: dict[str, str], config: list[str]) -> Path:
+def pip_wheel(out_dir: Path, env: dict[str, str], config: list[str]) -> Path:
     isolation = ["--no-build-isolation"] if build_requirements_installed() else []
-    env = dict(os.environ, Caffe_DIR=str(caffe_dir()), **env_extra)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation, "-w", str(out_dir),
          *[f"--config-settings={setting}" for setting in config], str(REPO)],
@@ -72,9 +79,18 @@ def pip_wheel(out_dir: Path, env_extra: dict[str, str], config: list[str]) -> Pa
     return wheel
 
 
+def caffe_free_env(home: Path) -> dict[str, str]:
+    """No Caffe named, no pycaffe importable, no CMake package registry (~/.cmake) in reach."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTHON", "CAFFE_TEMPERATURE", "Caffe_", "LD_LIBRARY_PATH"))}
+    env.update(HOME=str(home), CAFFE_TEMPERATURE_PLUGIN="OFF")
+    assert subprocess.run([sys.executable, "-c", "import caffe"], env=env, capture_output=True).returncode != 0
+    return env
+
+
 @pytest.fixture(scope="session")
 def pure_wheel(tmp_path_factory) -> Path:
-    return pip_wheel(tmp_path_factory.mktemp("pure-wheel"), {"CAFFE_TEMPERATURE_PLUGIN": "OFF"}, [])
+    return pip_wheel(tmp_path_factory.mktemp("pure-wheel"), caffe_free_env(tmp_path_factory.mktemp("home")), [])
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +101,9 @@ def plugin_wheel(tmp_path_factory) -> Path:
     # Test runs side by side share the persistent build directory.
     with open(build_dir.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return pip_wheel(tmp_path_factory.mktemp("plugin-wheel"), {"CAFFE_TEMPERATURE_PLUGIN": "ON"},
-                         [f"build-dir={build_dir}", f"cmake.define.Caffe_DIR={caffe_dir()}"])
+        return pip_wheel(tmp_path_factory.mktemp("plugin-wheel"),
+                         dict(os.environ, Caffe_ROOT=str(caffe_root()), CAFFE_TEMPERATURE_PLUGIN="ON"),
+                         [f"build-dir={build_dir}"])
 
 
 def make_venv(root: Path, wheel: Path, dependencies: list[Path]) -> Path:
@@ -126,13 +143,52 @@ def run_in(venv: Path, args: list[str], cwd: Path, **kwargs) -> subprocess.Compl
     return subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300, **kwargs)
 
 
-@pytest.fixture(scope="session")
-def pure_venv(pure_wheel, tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("pure-venv")
+def protobuf_requirements() -> dict[str, str]:
+    """pip requirements for the oldest protobuf that pyproject.toml allows and for the newest."""
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (spec,) = [d for d in dependencies if re.match(r"protobuf\b", d)]
+    lowest = re.search(r">=\s*([\w.]+)", spec)
+    assert lowest, f"{spec}: no lower bound"
+    return {"oldest": f"protobuf=={lowest.group(1)}", "newest": spec}
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3])
+
+
+def protobuf_site(which: str) -> Path:
+    """site-packages of a venv in the cache holding only protobuf (oldest or newest allowed),
+    made once with pip (the newest is the newest on the day it was made)."""
+    requirement = protobuf_requirements()[which]
+    root = CACHE / "protobuf-venvs" / f"{which}-{hashlib.sha256(requirement.encode()).hexdigest()[:8]}"
+    done = root / "installed.txt"
+    if not done.is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
+        installed = subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q", requirement],
+                                   capture_output=True, text=True, timeout=600)
+        assert installed.returncode == 0, f"pip install {requirement}: {installed.stderr[-2000:]}"
+        version = subprocess.run([str(root / "bin" / "python"), "-c",
+                                  "import google.protobuf as p; print(p.__version__)"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        done.write_text(version + "\n")
+    return Path(subprocess.run(
+        [str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True).stdout.strip())
+
+
+@pytest.fixture(scope="session", params=["environment", "oldest", "newest"])
+def pure_venv(request, pure_wheel, tmp_path_factory) -> Path:
+    """The Caffe-free wheel with numpy, scipy and one protobuf: this environment's, or the
+    oldest or newest that pyproject.toml allows."""
+    tmp = tmp_path_factory.mktemp(f"pure-venv-{request.param}")
     import google.protobuf  # noqa: F401  (google/ holds protobuf and its _upb)
 
-    deps = only_these_packages(tmp / "deps", ["numpy", "scipy", "google"])
-    return make_venv(tmp / "venv", pure_wheel, [deps])
+    if request.param == "environment":
+        deps = [only_these_packages(tmp / "deps", ["numpy", "scipy", "google"])]
+    else:
+        deps = [only_these_packages(tmp / "deps", ["numpy", "scipy"]), protobuf_site(request.param)]
+    return make_venv(tmp / "venv", pure_wheel, deps)
 
 
 @pytest.fixture(scope="session")
@@ -187,6 +243,9 @@ def test_pure_wheel_caffe_pb2_matches_pycaffe(pure_wheel, caffe):
 def test_pure_venv_has_no_caffe(pure_venv, tmp_path):
     result = run_in(pure_venv, ["python", "-c", """
 import importlib.util, caffe_temperature as ct
+import google.protobuf
+from caffe_temperature import _caffe_pb2
+print("protobuf", google.protobuf.__version__, _caffe_pb2.NetParameter.DESCRIPTOR.file.name, file=__import__("sys").stderr)
 assert importlib.util.find_spec("caffe") is None
 assert not ct.plugin_available()
 print(ct.__file__)
@@ -268,7 +327,7 @@ def test_pure_sample(pure_venv, tmp_path):
 
 
 # --------------------------------------------------------------------------
-# The wheel with the plugin: Caffe_DIR=... pip install .
+# The wheel with the plugin: Caffe_ROOT=... pip install .
 
 
 def test_plugin_wheel_registers_the_layers(plugin_venv, tmp_path):
@@ -312,15 +371,39 @@ def test_pure_legacy_net_says_it_needs_caffe(pure_venv, tmp_path):
     assert "legacy" in result.stderr and "upgrade" in result.stderr
 
 
-def test_pure_build_generates_caffe_pb2_with_protoc_from_a_build_tree(tmp_path, caffe):
-    """A Caffe build tree knows its caffe.proto: protoc generates the module, as pycaffe's was."""
-    trees = sorted((CACHE / "build").glob("caffe-*/CaffeConfig.cmake"))
-    if not trees or not shutil.which("protoc"):
-        pytest.skip("no Caffe build tree in the cache, or no protoc")
+def test_pure_build_takes_the_caffe_proto_given(tmp_path, caffe):
+    """A fork's users give their caffe.proto (CAFFE_TEMPERATURE_CAFFE_PROTO) instead of third_party's."""
+    sources = sorted((CACHE / "src").glob("caffe-*/src/caffe/proto/caffe.proto"))
+    if not sources:
+        pytest.skip("no Caffe source tree in the cache")
     configure = subprocess.run(
         ["cmake", "-S", str(REPO), "-B", str(tmp_path / "b"), "-DCAFFE_TEMPERATURE_PLUGIN=OFF",
-         f"-DCaffe_DIR={trees[0].parent}"], capture_output=True, text=True, timeout=300)
+         f"-DCAFFE_TEMPERATURE_CAFFE_PROTO={sources[0]}", f"-DPython3_EXECUTABLE={sys.executable}"],
+        capture_output=True, text=True, timeout=300)
     assert configure.returncode == 0, configure.stdout + configure.stderr
-    assert "_caffe_pb2 generated by" in configure.stdout
+    assert f"_caffe_pb2 generated by" in configure.stdout and f"from {sources[0]}" in configure.stdout
     subprocess.run(["cmake", "--build", str(tmp_path / "b")], check=True, capture_output=True, timeout=300)
     assert_same_messages_as_pycaffe((tmp_path / "b" / "python_package" / "_caffe_pb2.py").read_text())
+
+
+def test_pure_caffe_pb2_under_each_protobuf(pure_venv, request, tmp_path):
+    """The generated module imports and serializes as Caffe expects (BlobProto.data packed) under
+    this environment's protobuf and the oldest and newest that pyproject.toml allows."""
+    which = request.node.callspec.params["pure_venv"]
+    result = run_in(pure_venv, ["python", "-c", """
+import google.protobuf
+from caffe_temperature import _caffe_pb2
+blob = _caffe_pb2.BlobProto(data=[1.5, 2.0])
+print(google.protobuf.__version__, blob.SerializeToString().hex())
+"""], tmp_path)
+    assert result.returncode == 0, result.stderr
+    version, serialized = result.stdout.split()
+    assert serialized == "2a080000c03f00000040"  # field 5, packed: 8 bytes, 1.5f and 2.0f
+    if which == "oldest":
+        assert version == protobuf_requirements()["oldest"].split("==")[1]
+    elif which == "newest":
+        newest = protobuf_requirements()["newest"]
+        upper = re.search(r"<\s*([\d.]+)", newest)
+        assert upper, f"{newest}: no upper bound"
+        oldest = protobuf_requirements()["oldest"].split("==")[1]
+        assert version_tuple(oldest) < version_tuple(version) < version_tuple(upper.group(1)), (version, newest)
