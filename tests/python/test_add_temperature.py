@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 from caffe_temperature import _cli
 from caffe_temperature import rewrite
 from caffe_temperature._cli import ToolError
@@ -298,7 +298,7 @@ def test_bad_temperature(capsys, simple, value):
     assert exit_info.value.code == 2
     assert "T must be" in capsys.readouterr().err
     with pytest.raises(ToolError):
-        tool.add_temperature(parse(SIMPLE), float(value) if value not in ("", "abc") else -1.0)
+        tool.rewrite_net(parse(SIMPLE), float(value) if value not in ("", "abc") else -1.0)
 
 
 def test_output_file(capsys, simple, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 from caffe_temperature import calibrate
 from caffe_temperature import rewrite
 from test_add_temperature import IN_PLACE, SIMPLE, caffemodel, layer, parse, run_main, run_text, stored

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from caffe_temperature import _cli, add_temperature, calibrate, demo, distill_digits, infogain, sampling
+from caffe_temperature import _cli, add_temperature_cli, calibrate, demo, distill_digits, infogain, sampling
 from caffe_temperature.bench import cli as bench_cli
 
 DEPLOY = ('name: "d" input: "x" input_shape { dim: 1 dim: 3 }\n'
@@ -22,7 +22,7 @@ DEPLOY = ('name: "d" input: "x" input_shape { dim: 1 dim: 3 }\n'
 # tool -> (main, prog, {case: argv}); in argv, OUT is the output that must not appear,
 # NODIR/OUT one in a directory that does not exist.
 CASES: dict[str, tuple[Callable[..., int], str, dict[str, list[str]]]] = {
-    "add_temperature": (add_temperature.main, add_temperature.PROG, {
+    "add_temperature": (add_temperature_cli.main, add_temperature_cli.PROG, {
         "bad_number": ["deploy.prototxt", "--T", "nan", "-o", "OUT"],
         "missing_file": ["missing.prototxt", "--T", "2", "-o", "OUT"],
         "unwritable_output": ["deploy.prototxt", "--T", "2", "-o", "NODIR/OUT"],
