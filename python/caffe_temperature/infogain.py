@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from caffe_temperature._cli import (
-    UNREADABLE_ARRAY, Outputs, ToolError, make_parser, new_figure, png_bytes, positive_int, positive_number,
+    UNREADABLE_ARRAY, Outputs, ToolError, check_positive, make_parser, new_figure, png_bytes, positive_int, positive_number,
     read_bytes, run_tool)
 from caffe_temperature.prototxt import load_caffe_pb2
 
@@ -95,10 +95,7 @@ def from_cost(cost: np.ndarray, transform: str, scale: float | None = None) -> n
         if scale is not None:
             raise ToolError("--scale applies to --transform exp only")
         return 1.0 - cost / cost.max()
-    if scale is None:
-        scale = float(off.mean())
-    if not np.isfinite(scale) or scale <= 0:
-        raise ToolError(f"--scale must be finite and > 0, got {scale:g}")
+    scale = check_positive(float(off.mean()) if scale is None else scale, "--scale")
     return np.exp(-cost / scale)
 
 
