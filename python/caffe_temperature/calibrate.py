@@ -21,27 +21,27 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from scipy.special import log_softmax
 
 from caffe_temperature import rewrite as rw
-from caffe_temperature.add_temperature import add_form_arguments
+from caffe_temperature.add_temperature_cli import add_form_arguments
 from caffe_temperature._cli import (
-    ArgumentParser, ToolError, load_array, load_pycaffe, new_figure, png_bytes, positive_int, progress_bar,
-    report_errors, same_file, write_all)
+    Outputs, ToolError, is_stdout, load_array, load_pycaffe, make_parser, new_figure, png_bytes, positive_int,
+    progress_bar, run_tool, same_file)
+from caffe_temperature.calibration import (
+    BINS, T_BOUNDS, Bins, Metrics, as_labels, as_logits, calibration_error, fit_temperature, metrics)
 from caffe_temperature.prototxt import read_net, render
 from caffe_temperature.saved_model import rewritten_model
 
 if TYPE_CHECKING:
     from caffe.proto import caffe_pb2
 
-PROG = "python -m caffe_temperature.calibrate"
-BINS = 15
-T_BOUNDS = (1e-2, 1e2)
+MODULE = "caffe_temperature.calibrate"
+PROG = f"python -m {MODULE}"
 LABEL_KEYS = ("labels", "label", "y")
 LOGIT_KEYS = ("logits", "scores", "x")
 
@@ -67,123 +67,9 @@ T is fitted in [0.01, 100] and is relative to the logits it was fitted on: with
 --deploy the default blob is the input of the last Softmax (behind any
 temperature Scale add_temperature put there), so --apply sets the absolute T.
 
-exit status: 0 on success; 2 on any error (bad arguments or input, a file that
-cannot be read or written), reported on one line, with nothing written.
+Every output is written only when all of them can be: -o - writes the --apply
+net to stdout (the report then goes to stderr).
 """
-
-
-# --------------------------------------------------------------------------
-# The maths
-
-
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of the labels under softmax(logits / T)."""
-    log_p = log_softmax(logits / temperature, axis=1)
-    return float(-log_p[np.arange(len(labels)), labels].mean())
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = T_BOUNDS) -> float:
-    """The T in ``bounds`` that minimises the NLL (bounded Brent search on log T)."""
-    from scipy.optimize import minimize_scalar
-
-    result = minimize_scalar(
-        lambda log_t: nll(logits, labels, math.exp(log_t)),
-        bounds=(math.log(bounds[0]), math.log(bounds[1])),
-        method="bounded",
-        options={"xatol": 1e-7},
-    )
-    fitted = math.exp(float(result.x))
-    # NLL is unimodal in log T; never report a T worse than leaving the net alone.
-    return fitted if nll(logits, labels, fitted) <= nll(logits, labels, 1.0) else 1.0
-
-
-@dataclass(frozen=True)
-class Bins:
-    """Per confidence bin (lower, upper]: examples, mean confidence, accuracy."""
-
-    edges: list[float]
-    count: list[int]
-    confidence: list[float]
-    accuracy: list[float]
-
-
-@dataclass(frozen=True)
-class Metrics:
-    nll: float
-    ece: float
-    accuracy: float
-
-
-def reliability(logits: np.ndarray, labels: np.ndarray, temperature: float, bins: int = BINS) -> Bins:
-    probs = np.exp(log_softmax(logits / temperature, axis=1))
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    count = np.bincount(index, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        conf = np.bincount(index, weights=confidence, minlength=bins) / count
-        acc = np.bincount(index, weights=correct, minlength=bins) / count
-    empty = count == 0
-    return Bins(edges.tolist(), count.tolist(), np.where(empty, 0.0, conf).tolist(),
-                np.where(empty, 0.0, acc).tolist())
-
-
-def expected_calibration_error(bins: Bins) -> float:
-    """sum_b |B_b| / N * |accuracy(B_b) - confidence(B_b)|."""
-    count = np.asarray(bins.count, dtype=np.float64)
-    gap = np.abs(np.asarray(bins.accuracy) - np.asarray(bins.confidence))
-    return float((count * gap).sum() / count.sum())
-
-
-def metrics(logits: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[Metrics, Bins]:
-    bins = reliability(logits, labels, temperature)
-    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
-    return Metrics(nll(logits, labels, temperature), expected_calibration_error(bins), accuracy), bins
-
-
-# --------------------------------------------------------------------------
-# Reading and checking inputs
-
-
-def as_logits(raw: np.ndarray) -> np.ndarray:
-    """N x C float64 logits (N x C x 1 x 1 accepted); finite, C >= 2, N >= 1."""
-    logits = np.asarray(raw)
-    while logits.ndim > 2 and logits.shape[-1] == 1:
-        logits = logits[..., 0]
-    if logits.ndim != 2:
-        raise ToolError(f"logits must be N x C (one row per example), got shape {np.shape(raw)}")
-    if logits.shape[0] == 0 or logits.shape[1] < 2:
-        raise ToolError(f"logits must hold at least 1 example and 2 classes, got shape {logits.shape}")
-    if not np.issubdtype(logits.dtype, np.number) or np.issubdtype(logits.dtype, np.complexfloating):
-        raise ToolError(f"logits must be real numbers, got dtype {logits.dtype}")
-    logits = logits.astype(np.float64)
-    bad = np.argwhere(~np.isfinite(logits))
-    if bad.size:
-        row, col = bad[0]
-        raise ToolError(f"logits[{row}, {col}] is {logits[row, col]}: logits must be finite "
-                        f"({len(bad)} non-finite value(s))")
-    return logits
-
-
-def as_labels(raw: np.ndarray, examples: int, classes: int) -> np.ndarray:
-    """N integer labels in [0, C) (integer-valued floats, as Caffe stores them, are accepted)."""
-    labels = np.asarray(raw)
-    if labels.ndim > 1 and labels.size == labels.shape[0]:
-        labels = labels.reshape(-1)
-    if labels.ndim != 1:
-        raise ToolError(f"labels must be a vector of N class indices, got shape {np.shape(raw)}")
-    if len(labels) != examples:
-        raise ToolError(f"{examples} rows of logits but {len(labels)} labels: lengths must match")
-    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
-        raise ToolError(f"labels must be integers, got dtype {labels.dtype}")
-    values = labels.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)) | (values < 0) | (values >= classes))
-    if bad.size:
-        i = int(bad[0])
-        raise ToolError(f"labels[{i}] is {labels[i]}: labels must be integers in [0, {classes}) "
-                        f"({bad.size} bad label(s))")
-    return values.astype(np.int64)
 
 
 # --------------------------------------------------------------------------
@@ -269,7 +155,7 @@ def reliability_png(before: Bins, after: Bins, temperature: float) -> bytes:
                  bottom=np.asarray(bins.accuracy)[filled], width=width[filled], align="edge",
                  color="tab:red", alpha=0.35, edgecolor="tab:red", label="gap to confidence")
         axes.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-        ece = expected_calibration_error(bins)
+        ece = calibration_error(bins)
         axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
                  title=f"{title}: ECE {ece:.4f}")
         axes.legend(loc="upper left")
@@ -302,27 +188,27 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def calibrated_deploy(args: argparse.Namespace, temperature: float) -> tuple[list[tuple[Path, bytes]], list[str]]:
+def calibrated_deploy(args: argparse.Namespace, temperature: float, outputs: Outputs) -> None:
     """The --apply net with softmax(logits / T) and, with --weights-out, its model (add_temperature's rewrite).
 
     Given --weights, the model is checked against the new net as add_temperature --weights does.
     """
     net = read_net(args.apply).net
-    rewrite = rw.add_temperature(net, temperature, form=args.form or rw.SCALE_FORM, source=str(args.apply))
+    rewrite = rw.rewrite_net(net, temperature, form=args.form or rw.SCALE_FORM, source=str(args.apply))
     model, model_notes = rewritten_model(rewrite, args.weights, args.weights_out is not None)
-    outputs = [(args.output, render(rewrite.net).encode("utf-8"))]
     if model is not None and args.weights_out is not None:
-        outputs.insert(0, (args.weights_out, model))
-    return outputs, list(rewrite.notes) + model_notes
+        outputs.file(args.weights_out, model)
+    outputs.file(args.output, render(rewrite.net).encode("utf-8"))
+    for note in [*rewrite.notes, *model_notes]:
+        outputs.note(note)
 
 
 # --------------------------------------------------------------------------
 # Command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=PROG, description=__doc__,
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = make_parser(MODULE, __doc__ or "", EPILOG, argv)
     source = parser.add_argument_group("held-out logits from files")
     source.add_argument("--logits", type=Path, metavar="L.npy", help="N x C logits (.npy or .npz)")
     source.add_argument("--labels", type=Path, metavar="Y.npy", help="N labels in [0, C) (.npy or .npz)")
@@ -342,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--plot", type=Path, metavar="OUT.png", help="reliability diagram, before and after")
     out.add_argument("--apply", type=Path, metavar="DEPLOY",
                      help="write this deploy net with the fitted T (add_temperature's rewrite) to -o")
-    out.add_argument("-o", "--output", type=Path, metavar="OUT.prototxt", help="where --apply writes")
+    out.add_argument("-o", "--output", type=Path, metavar="OUT.prototxt", help="where --apply writes ('-': stdout)")
     add_form_arguments(out, None)
     out.add_argument("--weights-out", type=Path, metavar="OUT.caffemodel",
                      help="with --apply and --weights: write the model with the Scale's 1/T stored (for OpenCV's dnn)")
@@ -367,7 +253,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--apply DEPLOY and -o OUT.prototxt go together")
     if args.form is not None and args.apply is None:
         parser.error("--form (or --fused) goes with --apply")
-    if args.apply is not None and same_file(args.output, args.apply):
+    if args.apply is not None and not is_stdout(args.output) and same_file(args.output, args.apply):
         parser.error("-o names the --apply input; write the calibrated net to a new file")
     if args.weights_out is not None and (args.apply is None or args.weights is None):
         parser.error("--weights-out goes with --apply and --weights (the model it copies)")
@@ -386,38 +272,26 @@ def collect(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
     return logits, as_labels(raw_labels, *logits.shape), source
 
 
-def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+def run(args: argparse.Namespace, outputs: Outputs) -> None:
     logits, labels, source = collect(args)
     temperature = fit_temperature(logits, labels)
     before, after = metrics(logits, labels, 1.0), metrics(logits, labels, temperature)
     result = summary(temperature, before, after, logits, source)
-    notes = []
     if min(abs(math.log(temperature / bound)) for bound in T_BOUNDS) < 1e-3:
-        notes.append(f"T = {temperature:.4g} is at the edge of the search range {T_BOUNDS}; "
+        outputs.note(f"T = {temperature:.4g} is at the edge of the search range {T_BOUNDS}; "
                      "the logits may be degenerate")
-    outputs: list[tuple[Path, bytes]] = []
     if args.apply is not None:
-        applied, rewrite_notes = calibrated_deploy(args, temperature)
-        outputs.extend(applied)
-        notes.extend(rewrite_notes)
+        calibrated_deploy(args, temperature, outputs)
     if args.json is not None:
-        outputs.append((args.json, (json.dumps(result, indent=2) + "\n").encode("utf-8")))
+        outputs.file(args.json, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
     if args.plot is not None:
-        outputs.append((args.plot, reliability_png(before[1], after[1], temperature)))
-    write_all(outputs)  # every output is built before the first write
-    print(report(result), file=stdout)
-    for path, _ in outputs:
-        print(f"wrote {path}", file=stdout)
-    for note in notes:
-        print(f"{PROG}: {note}", file=stderr)
-    return 0
+        outputs.file(args.plot, reliability_png(before[1], after[1], temperature))
+    outputs.say(report(result))
+    outputs.say_written()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_args(args, parser)
-    return report_errors(PROG, lambda: run(args, sys.stdout, sys.stderr))
+    return run_tool(build_parser(argv), argv, run, ("weights_out", "output", "json", "plot"), check_args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Scale(1/T) + Softmax, side by side, on the same weights and inputs.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 from pathlib import Path
@@ -19,28 +18,24 @@ import numpy as np
 from google.protobuf import text_format
 from scipy.stats import entropy
 
-from caffe_temperature import add_temperature as at
 from caffe_temperature import rewrite as rw
-from caffe_temperature._cli import ArgumentParser, ToolError, load_pycaffe, positive_number, report_errors
-from caffe_temperature.prototxt import copy_net, example_path, parse_net, read_net, render
+from caffe_temperature._cli import (
+    ArgumentParser, Outputs, ToolError, add_temperature_option, load_pycaffe, make_parser, run_tool)
+from caffe_temperature.prototxt import copy_net, example_path, read_net, render
 
 if TYPE_CHECKING:
     from caffe.proto import caffe_pb2
 
-PROG = "python -m caffe_temperature.demo"
-EPILOG = """\
-exit status: 0 on success; 2 on any error (bad arguments, a net that cannot be
-read or run), reported on one line.
-"""
+MODULE = "caffe_temperature.demo"
+PROG = f"python -m {MODULE}"
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog=PROG, description=__doc__, epilog=EPILOG,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
+    parser = make_parser(MODULE, __doc__ or "", argv=argv)
     parser.add_argument("--deploy", type=Path, default=example_path("deploy_example.prototxt"),
                         help="deploy prototxt (default: built-in example)")
-    parser.add_argument("--T", dest="temperature", type=positive_number("T"), default=40.0,
-                        help="temperature to compare with T = 1, finite and > 0 (default 40)")
+    add_temperature_option(parser, default=40.0,
+                           help="temperature to compare with T = 1, finite and > 0 (default 40)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the weights and inputs (default 7)")
     return parser
 
@@ -64,16 +59,14 @@ def probabilities(caffe: ModuleType, net_param: caffe_pb2.NetParameter, weights:
     return net.forward()[net.outputs[-1]].copy()
 
 
-def show_tool_run(deploy: Path, temperature: float) -> None:
-    """What `python/add_temperature.py DEPLOY --T 40` prints, and the layers it adds."""
-    out, err = io.StringIO(), io.StringIO()
-    at.run(at.build_parser().parse_args([str(deploy), "--T", f"{temperature:g}"]), sys.stdin, out, err)
-    print(f"$ python/add_temperature.py {deploy.name} --T {temperature:g}")
-    print(err.getvalue().rstrip())
-    before = {layer.name for layer in read_net(deploy).net.layer}
-    after = parse_net(out.getvalue(), "stdout")
-    print("(the rewritten net goes to stdout; the layer it added:)")
-    for layer in after.layer:
+def show_rewrite(deploy: Path, temperature: float) -> None:
+    """The layers the API's add_temperature adds (what `python/add_temperature.py DEPLOY -T T` writes)."""
+    net = read_net(deploy).net
+    rewritten = rw.add_temperature(net, temperature)
+    print(f">>> caffe_temperature.add_temperature(net, T={temperature:g})  "
+          f"# the net of `python/add_temperature.py {deploy.name} -T {temperature:g}`; the layer it adds:")
+    before = {layer.name for layer in net.layer}
+    for layer in rewritten.layer:
         if layer.name not in before:
             print("layer {\n" + text_format.MessageToString(layer, indent=2) + "}")
 
@@ -96,7 +89,7 @@ def compare(caffe: ModuleType, deploy: Path, temperature: float,
         inputs = {name: rng.normal(size=original.blobs[name].data.shape) for name in original.inputs}
         table = {}
         for t in (1.0, temperature):
-            stock = rw.add_temperature(net, t, source=str(deploy)).net
+            stock = rw.add_temperature(net, t)
             table[t] = (
                 probabilities(caffe, fused_variant(net, t), weights, inputs, workdir, "fused"),
                 probabilities(caffe, stock, weights, inputs, workdir, "stock"),
@@ -113,15 +106,15 @@ def load_net(caffe: ModuleType, workdir: Path, net: caffe_pb2.NetParameter) -> o
         raise ToolError(f"pycaffe cannot build the net: {err}") from None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, outputs: Outputs) -> None:
+    """The demo prints as it goes (it writes no file)."""
     caffe = load_pycaffe("the demo")
     caffe.set_mode_cpu()
     caffe.set_random_seed(args.seed)
     table = compare(caffe, args.deploy, args.temperature, args.seed)
     print_comparison(table)
     print()
-    show_tool_run(args.deploy, args.temperature)
-    return 0
+    show_rewrite(args.deploy, args.temperature)
 
 
 def print_comparison(table: dict[float, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -136,8 +129,7 @@ def print_comparison(table: dict[float, tuple[np.ndarray, np.ndarray]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return report_errors(PROG, lambda: run(args))
+    return run_tool(build_parser(argv), argv, run)
 
 
 if __name__ == "__main__":

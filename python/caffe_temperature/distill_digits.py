@@ -27,17 +27,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from caffe_temperature._cli import (
-    ArgumentParser, ToolError, WriteError, atomic_write, check_writable, fraction, load_pycaffe, positive_int,
-    positive_number, progress_bar, report_errors)
+    ArgumentParser, Outputs, ToolError, WriteError, atomic_write, check_writable, fraction, load_pycaffe, make_parser,
+    positive_int, positive_number, progress_bar, run_tool)
 from caffe_temperature.prototxt import example_path, load_caffe_pb2, read_net, render
 
-PROG = "python -m caffe_temperature.distill_digits"
+MODULE = "caffe_temperature.distill_digits"
+PROG = f"python -m {MODULE}"
 TEACHER_NET = example_path("distill_teacher.prototxt")
 STUDENT_NET = example_path("distill_student.prototxt")
-EPILOG = """\
-exit status: 0 on success; 2 on any error (bad arguments, a --workdir that
-cannot be written, pycaffe or scikit-learn missing), reported on one line.
-"""
 DISTILL_LAYER = "SoftmaxWithDistillationLoss"
 HARD_LAYER = "SoftmaxWithLoss"
 
@@ -209,9 +206,8 @@ def summarize(results: Sequence[StudentResult]) -> list[str]:
     return lines
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
+    parser = make_parser(MODULE, (__doc__ or "").split("\n\n")[0], argv=argv)
     parser.add_argument("--seeds", type=positive_int("--seeds"), default=5,
                         help="students per setting, seeds 0..N-1 (default 5)")
     parser.add_argument("--temperatures", type=positive_number("temperatures"), nargs="+",
@@ -237,7 +233,7 @@ def build_parser() -> ArgumentParser:
 
 def experiment(args: argparse.Namespace, workdir: Path) -> list[StudentResult]:
     """Trains the teacher and every student; returns the students' results."""
-    caffe = load_pycaffe(PROG)
+    caffe = load_pycaffe("distill_digits")
     caffe.set_mode_cpu()
     data = load_digits(split_seed=0, train_size=args.train_size)
     runs = args.seeds * (1 + len(args.temperatures))
@@ -270,17 +266,14 @@ def in_workdir(args: argparse.Namespace) -> list[StudentResult]:
     return experiment(args, args.workdir)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, outputs: Outputs) -> None:
     results = in_workdir(args)
-    print(f"{len(results)} students, {args.iters} iterations each, "
-          f"{args.train_size} training examples")
-    print("\n".join(summarize(results)))
-    return 0
+    outputs.say(f"{len(results)} students, {args.iters} iterations each, {args.train_size} training examples")
+    outputs.lines.extend(summarize(results))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return report_errors(PROG, lambda: run(args))
+    return run_tool(build_parser(argv), argv, run)
 
 
 if __name__ == "__main__":

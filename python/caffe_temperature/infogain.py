@@ -29,16 +29,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Sequence
 
 import numpy as np
 
+from numpy.typing import ArrayLike
+
 from caffe_temperature._cli import (
-    UNREADABLE_ARRAY, ArgumentParser, ToolError, new_figure, png_bytes, positive_int, positive_number, read_bytes,
-    report_errors, write_all)
+    UNREADABLE_ARRAY, Outputs, ToolError, check_positive, make_parser, new_figure, png_bytes, positive_int, positive_number,
+    read_bytes, run_tool)
 from caffe_temperature.prototxt import load_caffe_pb2
 
-PROG = "python -m caffe_temperature.infogain"
+MODULE = "caffe_temperature.infogain"
+PROG = f"python -m {MODULE}"
 
 EPILOG = """\
 examples:
@@ -52,10 +55,11 @@ then, in the training net:
   layer { type: "SoftmaxWithInfogainLoss" bottom: "logits" bottom: "label" top: "loss"
           infogain_loss_param { source: "H.binaryproto" } }
 
-exit status: 0 on success; 2 on any error (bad arguments or input, a file that
-cannot be read or written), reported on one line, with nothing written.
+-o - writes the binaryproto to stdout (--print and the 'wrote' lines then go to stderr).
 """
 
+
+TRANSFORMS = ("exp", "linear")
 
 # --------------------------------------------------------------------------
 # Building H
@@ -91,10 +95,7 @@ def from_cost(cost: np.ndarray, transform: str, scale: float | None = None) -> n
         if scale is not None:
             raise ToolError("--scale applies to --transform exp only")
         return 1.0 - cost / cost.max()
-    if scale is None:
-        scale = float(off.mean())
-    if not np.isfinite(scale) or scale <= 0:
-        raise ToolError(f"--scale must be finite and > 0, got {scale:g}")
+    scale = check_positive(float(off.mean()) if scale is None else scale, "--scale")
     return np.exp(-cost / scale)
 
 
@@ -102,6 +103,33 @@ def identity(classes: int) -> np.ndarray:
     if classes < 2:
         raise ToolError(f"need at least 2 classes, got {classes}")
     return np.eye(classes)
+
+
+def infogain_matrix(*, counts: ArrayLike | None = None, cost: ArrayLike | None = None, matrix: ArrayLike | None = None,
+                    classes: int | None = None, transform: str = "exp", scale: float | None = None) -> np.ndarray:
+    """The checked float32 H (C x C) for SoftmaxWithInfogainLoss from one source.
+
+    ``counts`` (examples per class: H = diag(N / (C n_c))), ``cost`` (a cost matrix D:
+    ``transform`` "exp" gives exp(-D / scale), "linear" 1 - D / max(D)), ``matrix`` (H itself),
+    or none of them and ``classes`` (H = I). ``classes`` also checks the size. Bad input raises
+    ValueError.
+    """
+    given = [name for name, value in (("counts", counts), ("cost", cost), ("matrix", matrix)) if value is not None]
+    if len(given) > 1:
+        raise ToolError(f"give one of counts, cost and matrix, not {' and '.join(given)}")
+    if transform not in TRANSFORMS:
+        raise ToolError(f"unknown transform {transform!r} (transforms: {', '.join(TRANSFORMS)})")
+    if counts is not None:
+        h = from_counts(np.asarray(counts, dtype=np.float64).ravel().tolist())
+    elif cost is not None:
+        h = from_cost(np.asarray(cost, dtype=np.float64), transform, scale)
+    elif matrix is not None:
+        h = np.asarray(matrix, dtype=np.float64)
+    elif classes is None:
+        raise ToolError("the identity H needs the number of classes")
+    else:
+        h = identity(classes)
+    return validate(h, classes)
 
 
 # --------------------------------------------------------------------------
@@ -214,16 +242,14 @@ def plot_png(h: np.ndarray, title: str) -> bytes:
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, metavar="H.binaryproto",
-                        help="write H here (the file infogain_loss_param.source reads)")
+                        help="write H here (the file infogain_loss_param.source reads; '-': stdout)")
     parser.add_argument("--print", dest="print_matrix", action="store_true", help="print H")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="write a heat map of H")
     parser.add_argument("--classes", type=positive_int("--classes"), metavar="C", help="check that H is C x C")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog=PROG, description=__doc__,
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = make_parser(MODULE, __doc__ or "", EPILOG, argv)
     sub = parser.add_subparsers(dest="source", required=True, metavar="{counts,cost,matrix,identity}")
     counts = sub.add_parser("counts", help="H = diag(N / (C * n_c)) from class counts")
     group = counts.add_mutually_exclusive_group(required=True)
@@ -232,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="count the integer labels in a .npy or text file instead")
     cost = sub.add_parser("cost", help="H = exp(-D / scale) or 1 - D / max(D) from a cost/distance matrix")
     cost.add_argument("--csv", type=Path, required=True, metavar="FILE", help="D as CSV or .npy")
-    cost.add_argument("--transform", choices=("exp", "linear"), default="exp")
+    cost.add_argument("--transform", choices=TRANSFORMS, default="exp")
     cost.add_argument("--scale", type=positive_number("scale"), help="for exp (default: mean off-diagonal D)")
     matrix = sub.add_parser("matrix", help="H itself from a CSV or .npy file")
     matrix.add_argument("--csv", type=Path, required=True, metavar="FILE", help="H as CSV or .npy")
@@ -255,37 +281,33 @@ def label_counts(path: Path) -> list[float]:
 
 def build_h(args: argparse.Namespace) -> np.ndarray:
     if args.source == "counts":
-        return from_counts(label_counts(args.labels) if args.labels else args.counts)
+        return infogain_matrix(counts=label_counts(args.labels) if args.labels else args.counts,
+                               classes=args.classes)
     if args.source == "cost":
-        return from_cost(read_matrix(args.csv), args.transform, args.scale)
+        return infogain_matrix(cost=read_matrix(args.csv), transform=args.transform, scale=args.scale,
+                               classes=args.classes)
     if args.source == "matrix":
-        return read_matrix(args.csv)
+        return infogain_matrix(matrix=read_matrix(args.csv), classes=args.classes)
     if args.classes is None:
         raise ToolError("identity needs --classes C")
-    return identity(args.classes)
+    return infogain_matrix(classes=args.classes)
 
 
-def run(args: argparse.Namespace, stdout: TextIO) -> int:
+def run(args: argparse.Namespace, outputs: Outputs) -> None:
     if args.output is None and args.plot is None and not args.print_matrix:
         raise ToolError("nothing to do: give -o H.binaryproto, --print or --plot PNG")
-    h = validate(build_h(args), args.classes)
-    outputs = []
+    h = build_h(args)
     if args.output is not None:
-        outputs.append((args.output, to_binaryproto(h)))
+        outputs.file(args.output, to_binaryproto(h))
     if args.plot is not None:
-        outputs.append((args.plot, plot_png(h, f"infogain H ({args.source})")))
-    write_all(outputs)  # everything is built before the first write
+        outputs.file(args.plot, plot_png(h, f"infogain H ({args.source})"))
     if args.print_matrix:
-        print(format_matrix(h), file=stdout)
-    for path, _ in outputs:
-        print(f"wrote {path}", file=stdout)
-    return 0
+        outputs.say(format_matrix(h))
+    outputs.say_written()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return report_errors(PROG, lambda: run(args, sys.stdout))
+    return run_tool(build_parser(argv), argv, run, ("output", "plot"))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from caffe_temperature._cli import ToolError, one_line, read_bytes
+from caffe_temperature._cli import ToolError, load_native, read_bytes
 
 if TYPE_CHECKING:
     from caffe.proto import caffe_pb2
@@ -153,18 +153,9 @@ def check_v0_layers(net: caffe_pb2.NetParameter, source: str) -> None:
 
 def caffe_upgrader(source: str) -> ModuleType:
     """The plugin's _native module, which runs Caffe's UpgradeNetAsNeeded; a ToolError without it."""
-    try:
-        import caffe_temperature
-
-        caffe_temperature.load_plugin()
-        return importlib.import_module("caffe_temperature._native")
-    except (ImportError, OSError) as err:
-        raise ToolError(
-            f"{source} is a legacy (V0/V1 'layers') net: upgrading it needs Caffe's own upgrader, which "
-            f"comes with pycaffe and the compiled caffe_temperature plugin, and they cannot be loaded "
-            f"({one_line(err) or type(err).__name__}). Upgrade the net with Caffe's upgrade_net_proto_text "
-            "tool, or run this where pycaffe and the plugin are installed"
-        ) from None
+    return load_native(f"{source} is a legacy (V0/V1 'layers') net: upgrading it with Caffe's own upgrader",
+                       ". Upgrade the net with Caffe's upgrade_net_proto_text tool, or run this where pycaffe "
+                       "and the plugin are installed")
 
 
 def upgrade_legacy(net: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:

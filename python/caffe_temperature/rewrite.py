@@ -1,6 +1,7 @@
 """The temperature rewrite of a deploy net: each Softmax's output becomes softmax(logits / T).
 
-``add_temperature(net, T, form=...)`` gives the temperature one of three forms:
+``add_temperature(net, T, form=...)`` (the public API; ``rewrite_net`` also says what it did)
+gives the temperature one of three forms:
 
 * ``scale``: a frozen scalar ``Scale`` layer in front of the Softmax, 1/T in its constant
   filler (and, once saved, in the model as the Scale's blob: see saved_model);
@@ -18,11 +19,10 @@ Everything here works on ``caffe_pb2.NetParameter`` messages, without I/O.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-from caffe_temperature._cli import ToolError
+from caffe_temperature._cli import ToolError, check_positive
 from caffe_temperature.prototxt import copy_net, load_caffe_pb2
 
 if TYPE_CHECKING:
@@ -55,9 +55,7 @@ class Rewrite:
 
 
 def inverse_temperature(temperature: float) -> float:
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ToolError(f"T must be finite and > 0, got {temperature!r}")
-    return 1.0 / temperature
+    return 1.0 / check_positive(temperature)
 
 
 def check_form(form: str) -> None:
@@ -366,7 +364,7 @@ def plan_softmax(net: caffe_pb2.NetParameter, index: int, beta: float, form: str
         plan.notes.append(f"Softmax {softmax.name!r}: T = 1, a plain Softmax (nothing to insert)")
 
 
-def add_temperature(
+def rewrite_net(
     net: caffe_pb2.NetParameter,
     temperature: float,
     layer_names: Sequence[str] = (),
@@ -395,3 +393,15 @@ def add_temperature(
     if losses:
         plan.notes.append(f"loss layers left as they are (they take logits): {', '.join(map(repr, losses))}")
     return Rewrite(net=result, form=form, scales=plan.scales, retuned=tuple(plan.retuned), notes=tuple(plan.notes))
+
+
+def add_temperature(
+    net: caffe_pb2.NetParameter, T: float, form: str = SCALE_FORM, layers: Sequence[str] | None = None
+) -> caffe_pb2.NetParameter:
+    """A copy of ``net`` whose Softmax layers (all, or those named in ``layers``) output softmax(logits / T).
+
+    ``form``: "scale" (a frozen Scale(1/T) in front), "power" (a Power layer) or "fused" (the
+    plugin's TemperatureSoftmax). Run on its own output it changes T or the form; T = 1 removes the
+    temperature. ``net`` is not changed; no file is read or written. Bad input raises ValueError.
+    """
+    return rewrite_net(net, T, tuple(layers or ()), form).net

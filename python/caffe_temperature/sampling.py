@@ -20,7 +20,7 @@ warning, and are never drawn.
 
 From the command line (one index per vector on stdout, or an .npy with -o)::
 
-    python -m caffe_temperature.sampling logits.npy --T 0.7 --seed 0 -o draws.npy
+    python -m caffe_temperature.sampling logits.npy -T 0.7 --seed 0 -o draws.npy
 
 Example::
 
@@ -36,34 +36,24 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from caffe_temperature._cli import (
-    ArgumentParser, ToolError, finite_number, load_array, report_errors, same_file, write_all)
+    ArgumentParser, Outputs, ToolError, add_temperature_option, check_positive, is_stdout, load_array, make_parser,
+    run_tool, same_file)
 
 __all__ = ["sample", "main"]
 
-PROG = "python -m caffe_temperature.sampling"
+MODULE = "caffe_temperature.sampling"
+PROG = f"python -m {MODULE}"
 INPUT_KEYS = ("logits", "probs", "scores", "x")
 
 RandomLike = np.random.Generator | np.random.BitGenerator | np.random.SeedSequence | int | None
-
-
-def check_temperature(temperature: float) -> float:
-    """T as a float: finite and >= 0 (0 means argmax)."""
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"T must be a number, got {temperature!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"T must be finite and >= 0, got {temperature!r}")
-    return value
 
 
 def as_generator(rng: RandomLike) -> np.random.Generator:
@@ -147,7 +137,7 @@ def sample(
     the argmax. ``rng``: a ``numpy.random.Generator``, an int seed, or None for
     fresh entropy.
     """
-    temperature = check_temperature(T)
+    temperature = check_positive(T, "T", zero=True)  # 0 means argmax
     generator = as_generator(rng)
     scores = as_scores(logits_or_probs, axis, from_probs)
     if temperature == 0.0:
@@ -159,20 +149,17 @@ def sample(
 # Command line
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog=PROG, description="Draw one class index per softmax vector from softmax(z / T).",
-                            epilog="exit status: 0 on success; 2 on any error (bad arguments or input, a file that "
-                                   "cannot be read or written), reported on one line, with nothing written.")
+def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
+    parser = make_parser(MODULE, "Draw one class index per softmax vector from softmax(z / T).", argv=argv)
     parser.add_argument("input", type=Path, metavar="LOGITS",
                         help=f"logits (or probabilities) as .npy, .npz or HDF5 (array {', '.join(INPUT_KEYS)} "
                              "or the only one)")
-    parser.add_argument("--T", dest="temperature", type=finite_number("T", zero=True), required=True,
-                        help="temperature, finite and >= 0 (0: argmax)")
+    add_temperature_option(parser, zero=True, required=True, help="temperature, finite and >= 0 (0: argmax)")
     parser.add_argument("--axis", type=int, default=-1, help="the class axis (default -1)")
     parser.add_argument("--from-probs", action="store_true", help="the input holds probabilities, not logits")
     parser.add_argument("--seed", type=int, help="seed of the draws (default: fresh entropy)")
     parser.add_argument("-o", "--output", type=Path, metavar="OUT.npy",
-                        help="write the indices as .npy (default: one per line on stdout)")
+                        help="write the indices as .npy ('-': the .npy to stdout; default: one per line on stdout)")
     return parser
 
 
@@ -182,25 +169,25 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def run(args: argparse.Namespace, stdout: TextIO) -> int:
+def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if not is_stdout(args.output) and same_file(args.output, args.input):
+        parser.error("-o names the input file; write the draws to a new file")
+
+
+def run(args: argparse.Namespace, outputs: Outputs) -> None:
     values = load_array(args.input, INPUT_KEYS, "logits")
     try:
         draws = sample(values, args.temperature, rng=args.seed, axis=args.axis, from_probs=args.from_probs)
     except (TypeError, ValueError) as err:
         raise ToolError(f"{args.input}: {err}") from None
     if args.output is not None:
-        write_all([(args.output, npy_bytes(draws))])
+        outputs.file(args.output, npy_bytes(draws))
     else:
-        stdout.write("".join(f"{index}\n" for index in draws.ravel()))
-    return 0
+        outputs.lines.extend(str(index) for index in draws.ravel())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if same_file(args.output, args.input):
-        parser.error("-o names the input file; write the draws to a new file")
-    return report_errors(PROG, lambda: run(args, sys.stdout))
+    return run_tool(build_parser(argv), argv, run, ("output",), check_args)
 
 
 if __name__ == "__main__":

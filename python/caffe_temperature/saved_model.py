@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 from caffe_temperature._cli import ToolError
 from caffe_temperature.prototxt import is_legacy, read_model, upgrade_legacy
-from caffe_temperature.rewrite import FUSED, FUSED_FORM, POWER, POWER_FORM, Rewrite
+from caffe_temperature.rewrite import (
+    FUSED, FUSED_FORM, POWER, POWER_FORM, SOFTMAX, Rewrite, is_temperature_scale, temperature_beta)
 
 if TYPE_CHECKING:
     from caffe.proto import caffe_pb2
@@ -170,17 +171,18 @@ def store_scales(
     return weights, notes
 
 
-def reconcile_weights(
-    path: Path, net: caffe_pb2.NetParameter, scales: dict[str, float | None], update: bool
-) -> tuple[bytes, list[str]]:
+def reconcile_model(
+    weights: caffe_pb2.NetParameter, net: caffe_pb2.NetParameter, scales: dict[str, float | None], update: bool,
+    path: Path
+) -> tuple[caffe_pb2.NetParameter, list[str]]:
     """Check (and, with ``update``, fix) the 1/T a saved model stores for the temperature Scales.
 
-    ``net`` is the rewritten net, ``scales`` its Rewrite.scales. Returns the model to write and
+    ``weights`` is the model (changed in place with ``update``), ``net`` the rewritten net,
+    ``scales`` its Rewrite.scales, ``path`` the model's name in messages. Returns the model and
     notes. The model must fit ``net`` (check_model_fits). A stored 1/T that differs from the new
     one would override the prototxt's filler when Caffe loads the model: without ``update`` that is
     an error; with it the value is updated, a removed Scale's entry dropped and a missing 1/T added.
     """
-    weights = read_model(path)
     check_model_fits(net, weights, path)
     notes: list[str] = []
     for name, beta in scales.items():
@@ -194,9 +196,29 @@ def reconcile_weights(
         notes.append(f"{path} stores no 1/T for Scale {', '.join(map(repr, missing))}: Caffe takes it from the "
                      "prototxt's filler, but OpenCV's dnn module and other runtimes that run no fillers need it "
                      "in the model: add --weights-out OUT.caffemodel")
-    return weights.SerializeToString(), notes
+    return weights, notes
 
 
+def net_scales(net: caffe_pb2.NetParameter, model: caffe_pb2.NetParameter) -> dict[str, float | None]:
+    """Rewrite.scales as seen from a net alone: each temperature Scale's 1/T, and None for a layer of
+    the model that the net has turned into a layer without blobs (a Power, Softmax or TemperatureSoftmax)."""
+    blobless = {layer.name for layer in net.layer if layer.type in (POWER, SOFTMAX, FUSED)}
+    scales: dict[str, float | None] = {name: None for name in blobless
+                                       if next(stored_layers(model, name), None) is not None}
+    scales.update({layer.name: temperature_beta(layer) for layer in net.layer if is_temperature_scale(layer)})
+    return scales
+
+
+def reconcile_weights(net: caffe_pb2.NetParameter, model: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
+    """A copy of ``model`` (a trained .caffemodel's NetParameter) that goes with ``net`` (a net
+    add_temperature rewrote): each temperature Scale's 1/T stored as its blob (added or updated),
+    and the blobs of layers that no longer take any (a Scale turned into a Power or removed into
+    its Softmax) dropped. The learned layers must fit ``net``, else ValueError. ``model`` is not changed.
+    """
+    copy = type(model)()
+    copy.CopyFrom(model)
+    reconciled, _ = reconcile_model(copy, net, net_scales(net, copy), True, Path("<model>"))
+    return reconciled
 
 
 def runtime_notes(rewrite: Rewrite, weights_given: bool) -> list[str]:
@@ -222,9 +244,10 @@ def runtime_notes(rewrite: Rewrite, weights_given: bool) -> list[str]:
 def rewritten_model(rewrite: Rewrite, weights: Path | None, update: bool) -> tuple[bytes | None, list[str]]:
     """The model to go with the rewritten net (None without ``weights``) and the notes about it.
 
-    ``update``: --weights-out was given (reconcile_weights).
+    ``update``: --weights-out was given (reconcile_model).
     """
     model, notes = None, []
     if weights is not None:
-        model, notes = reconcile_weights(weights, rewrite.net, rewrite.scales, update)
+        reconciled, notes = reconcile_model(read_model(weights), rewrite.net, rewrite.scales, update, weights)
+        model = reconciled.SerializeToString()
     return model, notes + runtime_notes(rewrite, weights is not None)

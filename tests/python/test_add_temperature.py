@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 from caffe_temperature import _cli
 from caffe_temperature import rewrite
 from caffe_temperature._cli import ToolError
@@ -298,7 +298,7 @@ def test_bad_temperature(capsys, simple, value):
     assert exit_info.value.code == 2
     assert "T must be" in capsys.readouterr().err
     with pytest.raises(ToolError):
-        tool.add_temperature(parse(SIMPLE), float(value) if value not in ("", "abc") else -1.0)
+        tool.rewrite_net(parse(SIMPLE), float(value) if value not in ("", "abc") else -1.0)
 
 
 def test_output_file(capsys, simple, tmp_path):
@@ -409,7 +409,7 @@ def test_temperature_one_on_a_plain_net_says_why_nothing_changed(capsys, tmp_pat
     assert code == 0
     softmax_names = [l.name for l in parse(SEVERAL).layer if l.type == "Softmax"]
     assert [line for line in err.splitlines() if "T = 1" in line] == [
-        f"add_temperature.py: Softmax {name!r}: T = 1, a plain Softmax (nothing to insert)" for name in softmax_names]
+        f"{tool.PROG}: Softmax {name!r}: T = 1, a plain Softmax (nothing to insert)" for name in softmax_names]
 
 
 def test_fused(capsys, tmp_path):
@@ -653,9 +653,16 @@ def test_script_runs_and_help_has_an_example(tmp_path, simple):
     assert "example:" in usage.stdout and "--T 40" in usage.stdout
 
 
-def test_module_entry_point_and_exit_status(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "caffe_temperature.add_temperature", str(DATA / "broken.prototxt"), "--T", "2"],
-        capture_output=True, text=True, env=env(), check=False)
+@pytest.mark.parametrize("command, prog", [
+    ([sys.executable, "-m", "caffe_temperature.add_temperature_cli"], "python -m caffe_temperature.add_temperature_cli"),
+    ([sys.executable, str(SCRIPT)], "add_temperature.py"),
+    ([str(REPO / "build" / "bin" / "caffe-add-temperature")], "caffe-add-temperature"),
+])
+def test_each_entry_point_names_itself_and_exits_2(command, prog):
+    if not Path(command[0]).exists():
+        pytest.skip(f"{command[0]} is not built")
+    result = subprocess.run([*command, str(DATA / "broken.prototxt"), "--T", "2"],
+                            capture_output=True, text=True, env=env(), check=False)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "broken.prototxt:6:3:" in result.stderr
+    assert result.stderr.startswith(f"{prog}: error: "), result.stderr

@@ -37,11 +37,11 @@ def test_every_shipped_net(caffe_source_dir):
         softmaxes = [layer.name for layer in net.layer if layer.type == "Softmax"]
         if not softmaxes:
             with pytest.raises(ToolError) as error:
-                tool.add_temperature(net, 40.0, source=str(path))
+                tool.rewrite_net(net, 40.0, source=str(path))
             if any(tool.is_loss(layer) for layer in net.layer):
                 assert "temperature belongs in the deploy net" in str(error.value), path
             continue
-        result = tool.add_temperature(net, 40.0, source=str(path)).net
+        result = tool.rewrite_net(net, 40.0, source=str(path)).net
         rewritten += 1
         assert text_format.Parse(prototxt.render(result), caffe_pb2.NetParameter()) == result, path
         by_name = {layer.name: layer for layer in net.layer}
@@ -57,7 +57,7 @@ def test_every_shipped_net(caffe_source_dir):
             layer.type == "Scale" for layer in net.layer), path
         assert [layer.name for layer in result.layer if layer.type != "Scale"] == [
             layer.name for layer in net.layer if layer.type != "Scale"], path
-        assert tool.add_temperature(result, 1.0).net == net, path
+        assert tool.rewrite_net(result, 1.0).net == net, path
     assert rewritten >= 8
 
 
@@ -69,7 +69,7 @@ def test_shipped_deploy_nets_load_and_compute(caffe_source_dir, make_net, relati
     for blobs in original.params.values():
         for blob in blobs:
             blob.data[...] = rng.normal(scale=0.3, size=blob.data.shape)
-    net = make_net(prototxt.render(tool.add_temperature(load(caffe_source_dir / relative), 40.0).net))
+    net = make_net(prototxt.render(tool.rewrite_net(load(caffe_source_dir / relative), 40.0).net))
     for name, blobs in original.params.items():
         for target, source in zip(net.params[name], blobs):
             target.data[...] = source.data

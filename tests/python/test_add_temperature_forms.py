@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 from caffe_temperature import calibrate
 from caffe_temperature import rewrite
 from test_add_temperature import IN_PLACE, SIMPLE, caffemodel, layer, parse, run_main, run_text, stored
@@ -60,7 +60,7 @@ def test_bad_form_arguments(capsys, simple, argv):
         tool.main([str(simple), "--T", "2", *argv])
     out, err = capsys.readouterr()
     assert stop.value.code == 2 and out == ""
-    assert len(err.splitlines()) == 1 and err.startswith("add_temperature.py: error: ")
+    assert len(err.splitlines()) == 1 and err.startswith(f"{tool.PROG}: error: ")
 
 
 def test_forms_convert_into_each_other_keeping_the_name(capsys, tmp_path):

@@ -9,9 +9,9 @@ import pytest
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 from caffe_temperature import prototxt
-from caffe_temperature.rewrite import FORMS, add_temperature
+from caffe_temperature.rewrite import FORMS, rewrite_net
 
 DATA = Path(__file__).resolve().parent / "data" / "add_temperature"
 TEMPERATURES = [0.5, 1.0, 3.0, 40.0]
@@ -29,7 +29,7 @@ def rewrite(text: str, temperature: float, *, form: str = "scale") -> str:
     text_format.Parse(text, net)
     if prototxt.is_legacy(net):
         net = prototxt.upgrade_legacy(net, "<test>")
-    return prototxt.render(add_temperature(net, temperature, form=form).net)
+    return prototxt.render(rewrite_net(net, temperature, form=form).net)
 
 
 CLASSIFIER = """

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from caffe.proto import caffe_pb2
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 from deploy_runtimes import Model, opencv_output, pycaffe_output, save_model, softmax, stored_blobs
 
 TOLERANCE = 1e-6

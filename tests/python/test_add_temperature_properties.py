@@ -141,11 +141,11 @@ def test_rewrite_properties(net, temperature, form, data):
     names = softmax_names(net)
     if not names:
         with pytest.raises(ToolError):
-            tool.add_temperature(net, temperature)
+            tool.rewrite_net(net, temperature)
         return
     chosen = data.draw(st.one_of(st.just([]), st.lists(st.sampled_from(names), min_size=1, unique=True)))
     before = net.SerializeToString()
-    result = tool.add_temperature(net, temperature, chosen, form).net
+    result = tool.rewrite_net(net, temperature, chosen, form).net
     assert net.SerializeToString() == before  # the input message is not changed
     check_rewrite(net, result, temperature, set(chosen or names), form)
 
@@ -156,11 +156,11 @@ def test_rerun_is_the_same_as_running_once(net, first, second, form):
     """In any form, and switching forms: the output depends only on the last run."""
     if not softmax_names(net):
         return
-    once = tool.add_temperature(net, first, form=form).net
+    once = tool.rewrite_net(net, first, form=form).net
     for second_form in tool.FORMS:
-        assert tool.add_temperature(once, second, form=second_form).net == tool.add_temperature(
+        assert tool.rewrite_net(once, second, form=second_form).net == tool.rewrite_net(
             net, second, form=second_form).net
-    assert tool.add_temperature(once, 1.0).net == net
+    assert tool.rewrite_net(once, 1.0).net == net
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,7 +168,7 @@ def test_rerun_is_the_same_as_running_once(net, first, second, form):
 def test_fused_replaces_only_the_softmax_type(net, temperature):
     if not softmax_names(net):
         return
-    result = tool.add_temperature(net, temperature, form=tool.FUSED_FORM).net
+    result = tool.rewrite_net(net, temperature, form=tool.FUSED_FORM).net
     assert len(result.layer) == len(net.layer)
     for before, after in zip(net.layer, result.layer):
         if before.type != "Softmax" or temperature == 1.0:

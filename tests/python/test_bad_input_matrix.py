@@ -31,7 +31,7 @@ from scipy.special import log_softmax
 import pytest
 
 from caffe_temperature import _cli
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "python" / "add_temperature.py"

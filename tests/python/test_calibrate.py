@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from caffe_temperature import calibrate
+from caffe_temperature import calibrate, calibration
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HIDDEN = 32
@@ -70,21 +70,21 @@ def test_calibrated_logits_fit_t_near_1() -> None:
 
 def test_nll_is_stable_for_huge_logits() -> None:
     logits = np.array([[1e4, -1e4, 0.0], [0.0, 1e4, 0.0]])
-    assert calibrate.nll(logits, np.array([0, 1])) == 0.0
+    assert calibration.nll(logits, np.array([0, 1])) == 0.0
     # -log p: 2e4 for the first row, 1e4 for the second; their mean.
-    assert calibrate.nll(logits, np.array([1, 0])) == pytest.approx(1.5e4, rel=1e-12)
+    assert calibration.nll(logits, np.array([1, 0])) == pytest.approx(1.5e4, rel=1e-12)
 
 
 def test_ece_and_bins_by_hand() -> None:
     # Two examples at confidence 0.9 (one right), one at 0.6 (right).
     logits = np.log(np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6]]))
     labels = np.array([0, 1, 1])
-    bins = calibrate.reliability(logits, labels, 1.0)
+    bins = calibration.reliability(logits, labels, 1.0)
     assert len(bins.count) == 15 and sum(bins.count) == 3
     expected = (2 / 3) * abs(0.5 - 0.9) + (1 / 3) * abs(1.0 - 0.6)
-    assert calibrate.expected_calibration_error(bins) == pytest.approx(expected)
+    assert calibration.calibration_error(bins) == pytest.approx(expected)
     # Confidence exactly 1.0 lands in the last bin, (14/15, 1].
-    top = calibrate.reliability(np.array([[100.0, -100.0]]), np.array([0]), 1.0)
+    top = calibration.reliability(np.array([[100.0, -100.0]]), np.array([0]), 1.0)
     assert top.count[-1] == 1
 
 

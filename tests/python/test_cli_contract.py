@@ -1,19 +1,24 @@
 """Every tool keeps one command-line contract: bad numbers, missing files and unwritable outputs
-are one line ``PROG: error: ...`` on stderr, exit status 2, no traceback and nothing written."""
+are one line ``PROG: error: ...`` on stderr, exit status 2, no traceback and nothing written
+(not even the outputs that could have been written); ``-o -`` is standard output."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.machinery
 import io
 import os
+import sys
+import types
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 
-from caffe_temperature import _cli, add_temperature, calibrate, demo, distill_digits, infogain, sampling
+from caffe.proto import caffe_pb2
+from caffe_temperature import _cli, add_temperature_cli, calibrate, demo, distill_digits, infogain, sampling
 from caffe_temperature.bench import cli as bench_cli
 
 DEPLOY = ('name: "d" input: "x" input_shape { dim: 1 dim: 3 }\n'
@@ -22,21 +27,33 @@ DEPLOY = ('name: "d" input: "x" input_shape { dim: 1 dim: 3 }\n'
 # tool -> (main, prog, {case: argv}); in argv, OUT is the output that must not appear,
 # NODIR/OUT one in a directory that does not exist.
 CASES: dict[str, tuple[Callable[..., int], str, dict[str, list[str]]]] = {
-    "add_temperature": (add_temperature.main, add_temperature.PROG, {
+    "add_temperature": (add_temperature_cli.main, add_temperature_cli.PROG, {
         "bad_number": ["deploy.prototxt", "--T", "nan", "-o", "OUT"],
         "missing_file": ["missing.prototxt", "--T", "2", "-o", "OUT"],
         "unwritable_output": ["deploy.prototxt", "--T", "2", "-o", "NODIR/OUT"],
         "bad_form": ["deploy.prototxt", "--T", "2", "--form", "cube", "-o", "OUT"],
+        "second_output_unwritable": ["deploy.prototxt", "-T", "2", "--weights", "model.caffemodel",
+                                     "--weights-out", "OUT", "-o", "NODIR/OUT"],
+        "in_place_with_unwritable_model": ["deploy.prototxt", "--temperature", "2", "--in-place",
+                                           "--weights", "model.caffemodel", "--weights-out", "NODIR/OUT"],
+        "two_outputs_one_file": ["deploy.prototxt", "--T", "2", "--weights", "model.caffemodel",
+                                 "--weights-out", "OUT", "-o", "OUT"],
     }),
     "calibrate": (calibrate.main, calibrate.PROG, {
         "bad_number": ["--deploy", "deploy.prototxt", "--weights", "w", "--data", "d.npz", "--batch-size", "0"],
         "missing_file": ["--logits", "missing.npy", "--labels", "labels.npy", "--json", "OUT"],
         "unwritable_output": ["--logits", "logits.npy", "--labels", "labels.npy", "--json", "NODIR/OUT"],
+        # the issue's case: the net could be written, the JSON cannot
+        "second_output_unwritable": ["--logits", "logits.npy", "--labels", "labels.npy", "--apply", "deploy.prototxt",
+                                     "-o", "OUT", "--json", "NODIR/OUT"],
+        "two_outputs_to_stdout": ["--logits", "logits.npy", "--labels", "labels.npy", "--apply", "deploy.prototxt",
+                                  "-o", "-", "--json", "-"],
     }),
     "infogain": (infogain.main, infogain.PROG, {
         "bad_number": ["cost", "--csv", "cost.csv", "--scale", "-1", "-o", "OUT"],
         "missing_file": ["matrix", "--csv", "missing.csv", "-o", "OUT"],
         "unwritable_output": ["identity", "--classes", "3", "-o", "NODIR/OUT"],
+        "second_output_unwritable": ["identity", "--classes", "3", "-o", "OUT", "--plot", "NODIR/OUT"],
     }),
     "sampling": (sampling.main, sampling.PROG, {
         "bad_number": ["logits.npy", "--T", "-1", "-o", "OUT"],
@@ -64,6 +81,7 @@ def inputs(directory: Path) -> None:
     rng = np.random.default_rng(0)
     np.save(directory / "logits.npy", rng.normal(size=(8, 3)))
     np.save(directory / "labels.npy", rng.integers(0, 3, 8))
+    (directory / "model.caffemodel").write_bytes(caffe_pb2.NetParameter(name="d").SerializeToString())
 
 
 @pytest.mark.parametrize("tool, case", [(tool, case) for tool, (_, _, cases) in CASES.items() for case in cases])
@@ -151,3 +169,96 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch:
 
 def test_write_error_is_a_tool_error() -> None:
     assert issubclass(_cli.WriteError, _cli.ToolError)
+
+
+# --------------------------------------------------------------------------
+# -o - and the other shared options
+
+
+def run_captured(main: Callable[..., int], argv: list[str]) -> tuple[int, bytes, str]:
+    """main(argv) with stdout as a real text stream over bytes (binary outputs go to its buffer)."""
+    buffer, err = io.BytesIO(), io.StringIO()
+    stdout = io.TextIOWrapper(buffer, encoding="utf-8")
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(err):
+        code = main(argv)
+    stdout.flush()
+    assert code == 0, err.getvalue()
+    return code, buffer.getvalue(), err.getvalue()
+
+
+DASH_CASES = {  # tool: (main, argv with OUT for the output that '-' replaces)
+    "add_temperature": (add_temperature_cli.main, ["deploy.prototxt", "--T", "2", "-o", "OUT"]),
+    "add_temperature_model": (add_temperature_cli.main, ["deploy.prototxt", "--T", "2", "-o", "net.prototxt",
+                                                         "--weights", "model.caffemodel", "--weights-out", "OUT"]),
+    "calibrate": (calibrate.main, ["--logits", "logits.npy", "--labels", "labels.npy", "--apply", "deploy.prototxt",
+                                   "-o", "OUT"]),
+    "infogain": (infogain.main, ["counts", "9", "1", "-o", "OUT"]),
+    "sampling": (sampling.main, ["logits.npy", "--T", "1", "--seed", "3", "-o", "OUT"]),
+}
+
+
+@pytest.mark.parametrize("tool", DASH_CASES)
+def test_dash_writes_to_stdout_what_a_file_would_hold(caffe, tool: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    main, argv = DASH_CASES[tool]
+    inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_captured(main, [arg.replace("OUT", "file.out") for arg in argv])
+    _, piped, err = run_captured(main, [arg.replace("OUT", "-") for arg in argv])
+    assert piped == (tmp_path / "file.out").read_bytes() and piped
+    if tool == "calibrate":  # the report moves to stderr, so that stdout holds the net alone
+        assert "fitted T = " in err and "wrote standard output" in err
+
+
+@pytest.mark.parametrize("option", ["-T", "--temperature", "--T"])
+def test_temperature_option_spellings(option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    _, net, _ = run_captured(add_temperature_cli.main, ["deploy.prototxt", option, "4"])
+    assert b"value: 0.25" in net
+    _, draws, _ = run_captured(sampling.main, ["logits.npy", option, "0"])
+    assert draws.decode().split() == [str(i) for i in np.load(tmp_path / "logits.npy").argmax(axis=1)]
+
+
+def test_an_unexpected_exception_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(sampling, "sample", broken)
+    assert sampling.main(["logits.npy", "--T", "1", "-o", "OUT"]) == 2
+    assert capsys.readouterr().err == f"{sampling.PROG}: error: RuntimeError: a bug over two lines\n"
+    assert not (tmp_path / "OUT").exists()
+
+
+@pytest.mark.parametrize("argv0, spec, prog", [
+    ("/venv/bin/caffe-temperature-calibrate", None, "caffe-temperature-calibrate"),
+    ("python/add_temperature.py", None, "add_temperature.py"),
+    ("/src/caffe_temperature/calibrate.py", "caffe_temperature.calibrate", "python -m caffe_temperature.calibrate"),
+    ("/src/caffe_temperature/bench/__main__.py", "caffe_temperature.bench.__main__",
+     "python -m caffe_temperature.bench"),
+])
+def test_command_name(argv0: str, spec: str | None, prog: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    main = types.ModuleType("__main__")
+    main.__spec__ = None if spec is None else importlib.machinery.ModuleSpec(spec, None)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    module = "caffe_temperature.bench" if "bench" in argv0 else "caffe_temperature.calibrate"
+    assert _cli.command_name(module) == prog
+
+
+def test_write_all_renames_nothing_unless_every_output_is_staged(tmp_path: Path) -> None:
+    (tmp_path / "kept").write_text("old")
+    with pytest.raises(_cli.WriteError, match="cannot write .*missing/b"):
+        _cli.write_all([(tmp_path / "kept", b"new"), (tmp_path / "fresh", b"1"), (tmp_path / "missing" / "b", b"2")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and (tmp_path / "kept").read_text() == "old"
+
+
+def test_help_ends_with_the_one_exit_status_epilog(capsys: pytest.CaptureFixture[str]) -> None:
+    for tool in (add_temperature_cli, calibrate, demo, distill_digits, infogain, sampling):
+        with pytest.raises(SystemExit):
+            tool.main(["--help"])
+        assert capsys.readouterr().out.rstrip().endswith(_cli.EXIT_STATUS), tool.__name__

@@ -15,12 +15,12 @@ def test_demo_runs_and_fused_equals_stock():
     assert len(differences) == 2 and max(differences) < 1e-6, result.stdout
     entropies = [float(e) for e in re.findall(r"mean entropy (\S+) nats", result.stdout)]
     assert entropies[1] > entropies[0], "T = 40 must give flatter probabilities than T = 1"
-    assert "inserted Scale 'prob_temperature' (1/T = 0.025)" in result.stdout
+    assert 'name: "prob_temperature"\n  type: "Scale"' in result.stdout and "value: 0.025\n" in result.stdout
 
 
 def test_bad_temperature_is_one_line_without_traceback():
     result = subprocess.run([sys.executable, "-m", "caffe_temperature.demo", "--T", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert result.stderr == ("python -m caffe_temperature.demo: error: argument --T: "
+    assert result.stderr == ("python -m caffe_temperature.demo: error: argument -T/--temperature/--T: "
                              "T must be finite and > 0, got '0'\n")

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from caffe_temperature import add_temperature as tool
+from caffe_temperature import add_temperature_cli as tool
 from deploy_runtimes import (
     ConversionError, Model, convert_with_caffe2onnx, onnx_logits, onnxruntime_output, opencv_output, parse_net,
     pycaffe_output, save_model, softmax, stored_blobs)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caffe.proto import caffe_pb2
-from caffe_temperature import add_temperature as at
+from caffe_temperature import add_temperature_cli as at
 from caffe_temperature import calibrate, infogain
 
 DATA = Path(__file__).resolve().parent / "data" / "add_temperature"

@@ -266,7 +266,7 @@ except ct.PluginLoadError as err:
 
 
 def test_pure_add_temperature_matches_caffe(pure_venv, tmp_path):
-    with_caffe = subprocess.run([sys.executable, "-m", "caffe_temperature.add_temperature", str(EXAMPLE), "--T", "40"],
+    with_caffe = subprocess.run([sys.executable, "-m", "caffe_temperature.add_temperature_cli", str(EXAMPLE), "--T", "40"],
                                 capture_output=True, text=True, timeout=120)
     assert with_caffe.returncode == 0, with_caffe.stderr
     without = run_in(pure_venv, ["caffe-add-temperature", str(EXAMPLE), "--T", "40"], tmp_path)
@@ -282,6 +282,7 @@ def test_pure_add_temperature_bad_input_is_one_line(pure_venv, tmp_path):
     result = run_in(pure_venv, ["caffe-add-temperature", str(tmp_path / "missing.prototxt"), "--T", "40"], tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("caffe-add-temperature: error: cannot read "), result.stderr
 
 
 def test_pure_calibrate_from_logits(pure_venv, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caffe_temperature import add_temperature
+from caffe_temperature import add_temperature_cli
 
 DEPLOY = ('name: "d" input: "x" input_shape { dim: 1 dim: 3 }\n'
           'layer { name: "p" type: "Softmax" bottom: "x" top: "p" }\n')
@@ -51,9 +51,9 @@ def test_pure_tools_import_and_run_without_pycaffe(tmp_path: Path) -> None:
     np.save(tmp_path / "logits.npy", rng.normal(0, 3, (40, 4)))
     np.save(tmp_path / "labels.npy", rng.integers(0, 4, 40))
     result = run_without_pycaffe("""
-        from caffe_temperature import add_temperature, calibrate, infogain, sampling
+        from caffe_temperature import add_temperature_cli, calibrate, infogain, sampling
         codes = [
-            add_temperature.main(["deploy.prototxt", "--T", "40", "-o", "out.prototxt"]),
+            add_temperature_cli.main(["deploy.prototxt", "--T", "40", "-o", "out.prototxt"]),
             sampling.main(["logits.npy", "--T", "0.5", "--seed", "1", "-o", "draws.npy"]),
             infogain.main(["counts", "900", "90", "10", "-o", "H.binaryproto"]),
             calibrate.main(["--logits", "logits.npy", "--labels", "labels.npy", "--json", "T.json"]),
@@ -63,7 +63,7 @@ def test_pure_tools_import_and_run_without_pycaffe(tmp_path: Path) -> None:
     """, tmp_path)
     assert result.returncode == 0 and result.stdout.splitlines()[-1] == "[0, 0, 0, 0]", result.stderr
     expected = tmp_path / "expected.prototxt"
-    assert add_temperature.main([str(tmp_path / "deploy.prototxt"), "--T", "40", "-o", str(expected)]) == 0
+    assert add_temperature_cli.main([str(tmp_path / "deploy.prototxt"), "--T", "40", "-o", str(expected)]) == 0
     assert (tmp_path / "out.prototxt").read_text() == expected.read_text()
     assert np.load(tmp_path / "draws.npy").shape == (40,)
     assert (tmp_path / "H.binaryproto").stat().st_size > 0 and (tmp_path / "T.json").is_file()
@@ -72,8 +72,8 @@ def test_pure_tools_import_and_run_without_pycaffe(tmp_path: Path) -> None:
 def test_legacy_net_without_pycaffe_says_what_it_needs(tmp_path: Path) -> None:
     (tmp_path / "legacy.prototxt").write_text(LEGACY)
     result = run_without_pycaffe("""
-        from caffe_temperature import add_temperature
-        sys.exit(add_temperature.main(["legacy.prototxt", "--T", "40", "-o", "out.prototxt"]))
+        from caffe_temperature import add_temperature_cli
+        sys.exit(add_temperature_cli.main(["legacy.prototxt", "--T", "40", "-o", "out.prototxt"]))
     """, tmp_path)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "legacy (V0/V1 'layers') net" in result.stderr and "upgrade_net_proto_text" in result.stderr
@@ -83,8 +83,8 @@ def test_legacy_net_without_pycaffe_says_what_it_needs(tmp_path: Path) -> None:
 def test_no_caffe_pb2_at_all_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "deploy.prototxt").write_text(DEPLOY)
     result = run_without_pycaffe("""
-        from caffe_temperature import add_temperature
-        sys.exit(add_temperature.main(["deploy.prototxt", "--T", "40", "-o", "out.prototxt"]))
+        from caffe_temperature import add_temperature_cli
+        sys.exit(add_temperature_cli.main(["deploy.prototxt", "--T", "40", "-o", "out.prototxt"]))
     """, tmp_path, packaged_pb2=False)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "Caffe's protobuf module is missing" in result.stderr and "Traceback" not in result.stderr

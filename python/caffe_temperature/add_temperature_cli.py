@@ -21,15 +21,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Sequence
 
 from caffe_temperature._cli import (
-    ArgumentParser, WriteError, atomic_write, positive_number, report_errors, same_file)
+    STDOUT, Outputs, add_temperature_option, is_stdout, make_parser, run_tool, same_file)
 from caffe_temperature.prototxt import read_net, render
-from caffe_temperature.rewrite import FORMS, FUSED_FORM, SCALE_FORM, add_temperature
+from caffe_temperature.rewrite import FORMS, FUSED_FORM, SCALE_FORM, rewrite_net
 from caffe_temperature.saved_model import rewritten_model
 
-PROG = "add_temperature.py"
+MODULE = "caffe_temperature.add_temperature_cli"
+PROG = f"python -m {MODULE}"
 
 DESCRIPTION = """\
 Give a deploy net's Softmax a temperature T: its output becomes softmax(logits / T).
@@ -58,9 +59,6 @@ example:
   there instead: no blobs, so the model stays as it is for Caffe, OpenCV 4's
   dnn module and caffe2onnx (ONNX). --form fused (or --fused) nets need Caffe
   with this plugin, so nothing is stored for them.
-
-exit status: 0 on success; 2 on any error (bad arguments or input, a file that
-cannot be read or written), reported on one line, with nothing written.
 """
 
 
@@ -76,18 +74,13 @@ def add_form_arguments(group: argparse._ActionsContainer, default: str | None) -
 
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog=prog or PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def build_parser(argv: Sequence[str] | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = make_parser(MODULE, DESCRIPTION, EPILOG, argv, prog)
     parser.add_argument("prototxt", type=Path, help="the net to rewrite (deploy prototxt; '-' reads stdin)")
-    parser.add_argument("--T", dest="temperature", type=positive_number("T"), required=True, metavar="T",
-                        help="the temperature, finite and > 0 (1 removes it)")
+    add_temperature_option(parser, required=True, help="the temperature, finite and > 0 (1 removes it)")
     out = parser.add_mutually_exclusive_group()
-    out.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the net here (default: stdout)")
+    out.add_argument("-o", "--output", type=Path, metavar="FILE",
+                     help="write the net here ('-' or no -o: stdout)")
     out.add_argument("--in-place", action="store_true", help="rewrite PROTOTXT, keeping the original as PROTOTXT.bak")
     parser.add_argument("--layer", action="append", default=[], metavar="NAME",
                         help="only this Softmax layer (repeatable; default: every Softmax)")
@@ -97,62 +90,50 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "different 1/T for the Scale")
     parser.add_argument("--weights-out", type=Path, metavar="OUT.caffemodel",
                         help="write a copy of --weights with each Scale's 1/T stored (added, updated, or "
-                             "dropped with the Scale), as OpenCV's dnn module needs it for the scale form")
+                             "dropped with the Scale), as OpenCV's dnn module needs it for the scale form "
+                             "('-': stdout)")
     return parser
 
 
 def check_paths(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    stdin = str(args.prototxt) == "-"
+    stdin = str(args.prototxt) == STDOUT
     if args.in_place and stdin:
         parser.error("--in-place needs a file, not stdin")
     if args.weights_out is not None and args.weights is None:
         parser.error("--weights-out needs --weights")
-    if args.output is not None and not stdin and same_file(args.output, args.prototxt):
+    if args.output is None and not args.in_place:
+        args.output = Path(STDOUT)
+    if not is_stdout(args.output) and not stdin and same_file(args.output, args.prototxt):
         parser.error("-o names the input file; use --in-place to rewrite it (it keeps a .bak)")
     if args.weights_out is not None and same_file(args.weights_out, args.weights):
         parser.error("--weights-out names the --weights file; write the updated model to a new file")
-
-
-def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
-    read = read_net(args.prototxt, stdin)
-    rewrite = add_temperature(read.net, args.temperature, args.layer, args.form, read.source)
-    notes = list(rewrite.notes)
-    if read.upgraded:  # a note, printed with the others once all went well (an error stays one line)
-        notes.insert(0, f"{read.source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first")
-    weights, weight_notes = rewritten_model(rewrite, args.weights, args.weights_out is not None)
-    notes.extend(weight_notes)
-    text = render(rewrite.net).encode("utf-8")
-    write_outputs(args, read.data, text, weights, stdout)
-    for note in notes:
-        print(f"{PROG}: {note}", file=stderr)
-    return 0
-
-
-def write_outputs(
-    args: argparse.Namespace, original: bytes, text: bytes, weights: bytes | None, stdout: TextIO
-) -> None:
-    """All checks are done: write the model, then the net (atomically each)."""
-    if weights is not None and args.weights_out is not None:
-        atomic_write(args.weights_out, weights)
-    if args.in_place:
-        atomic_write(args.prototxt.with_name(args.prototxt.name + ".bak"), original)
-        atomic_write(args.prototxt, text)
-    elif args.output is not None:
-        atomic_write(args.output, text)
+    if args.in_place:  # the .bak and the net itself are outputs too, checked like the others
+        args.backup, args.rewritten = args.prototxt.with_name(args.prototxt.name + ".bak"), args.prototxt
     else:
-        try:
-            stdout.write(text.decode("utf-8"))
-            stdout.flush()
-        except OSError as err:
-            raise WriteError(f"cannot write the net to standard output: {err.strerror or err}") from None
+        args.backup, args.rewritten = None, args.output
+
+
+def run(args: argparse.Namespace, outputs: Outputs) -> None:
+    """The rewrite, and the model with it: all collected in ``outputs``, written by run_tool."""
+    read = read_net(args.prototxt, sys.stdin)
+    rewrite = rewrite_net(read.net, args.temperature, args.layer, args.form, read.source)
+    if read.upgraded:
+        outputs.note(f"{read.source} is a legacy (V0/V1 'layers') net; upgraded it to the current format first")
+    for note in rewrite.notes:
+        outputs.note(note)
+    weights, weight_notes = rewritten_model(rewrite, args.weights, args.weights_out is not None)
+    for note in weight_notes:
+        outputs.note(note)
+    if weights is not None and args.weights_out is not None:
+        outputs.file(args.weights_out, weights)
+    if args.backup is not None:
+        outputs.file(args.backup, read.data)
+    outputs.file(args.rewritten, render(rewrite.net).encode("utf-8"))
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    check_paths(args, parser)
-    return report_errors(parser.prog, lambda: run(args, sys.stdin, sys.stdout, sys.stderr))
+    return run_tool(build_parser(argv, prog), argv, run, ("weights_out", "backup", "rewritten"), check_paths)
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python -m caffe_temperature.add_temperature"))
+    sys.exit(main())
