@@ -9,11 +9,13 @@
 // Each splits its rows or strips of positions between OpenMP threads
 // (parallel.hpp); the results are the same bits for any thread count.
 //
-// Unless said otherwise, these functions live in a translation unit built
-// with -ffast-math (vectorised loops around vector_math.hpp): a vector that
-// holds an infinity or a NaN gets IEEE exps (the NaN policy of
-// docs/robustness.md), but nothing is checked. Callers validate beta before
-// calling them.
+// They are built with -ffast-math (vectorised loops around
+// vector_math.hpp): a vector that holds an infinity or a NaN gets IEEE exps
+// (the NaN policy of docs/robustness.md), but nothing is checked. Callers
+// validate beta before calling them. reference_kernels.hpp has plain,
+// scalar versions of each, for tests and for A/B comparisons.
+
+#include <vector>
 
 namespace caffe_temperature {
 
@@ -77,41 +79,22 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                              const int* classes, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx);
 
-// What the fast-math pass of the distillation forward leaves per position
-// for DistillationForwardCPU to finish: with a = beta * (teacher - max) and
-// b = beta * (student - max) per class, and S_t, S_s their sums of exps,
-//   KL(p || q) = sum_c p_c (a_c - b_c) - log S_t + log S_s = kl.
-// `special` is non-zero where a teacher or student logit is +-inf or NaN,
-// where that form would meet 0 * inf or lose a NaN: such a position's KL is
-// recomputed from the logits by code that keeps IEEE semantics.
-template <typename Dtype>
-struct DistillationRow {
-  Dtype kl;
-  Dtype special;
-  Dtype max_teacher, max_student;
-  Dtype log_sum_teacher, log_sum_student;
-};
-
 // SoftmaxWithDistillationLoss's forward (docs/spec.md): q = softmax(beta *
 // student), p = softmax(beta * teacher), and per position (o * inner + i)
 // kl[pos] = sum_c p_c (log p_c - log q_c), with 0 log 0 = 0, where
 // valid[pos] != 0, and 0 elsewhere (an ignored position's NaNs stay out).
 // One read of both logits for the maxima, one for the exps (the KL's sum
-// rides along), one scaling pass over p and q. Not fast-math itself
-// (src/distillation_kernels.cpp): a masked class must give 0 or +inf, and a
-// NaN teacher probability must reach the loss instead of passing for 0 log 0.
-// `rows` is scratch of one DistillationRow per position.
+// rides along), one scaling pass over p and q; the KL of a position whose
+// logits hold an infinity or a NaN is then finished in IEEE arithmetic (a
+// masked class must give 0 or +inf, and a NaN teacher probability must
+// reach the loss instead of passing for 0 log 0). `scratch` is resized to
+// what that finishing needs (a few values per position) and can be kept
+// between calls, so that a forward allocates nothing.
 template <typename Dtype>
 void DistillationForwardCPU(const SoftmaxShape& shape, Dtype beta,
                             const Dtype* student, const Dtype* teacher,
                             const Dtype* valid, Dtype* q, Dtype* p, Dtype* kl,
-                            DistillationRow<Dtype>* rows);
-
-// Its fast-math pass: q, p and a DistillationRow per position.
-template <typename Dtype>
-void DistillationSoftmaxesCPU(const SoftmaxShape& shape, Dtype beta,
-                              const Dtype* student, const Dtype* teacher,
-                              Dtype* q, Dtype* p, DistillationRow<Dtype>* rows);
+                            std::vector<Dtype>* scratch);
 
 // dx = scale * valid(position) * (q - p).
 template <typename Dtype>
