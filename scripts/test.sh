@@ -37,4 +37,5 @@ if [[ ${CAFFE_TEMPERATURE_SKIP_SANITIZERS:-0} != 1 && ${CAFFE_TEMPERATURE_CUDA:-
   fi
 fi
 (cd "$ROOT" && python -m pytest tests/python -q "$@") || status=1
+python "$ROOT/tests/bench/smoke.py"  # the layers against the LIMIT row: printed, never fails
 exit $status
