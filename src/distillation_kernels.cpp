@@ -203,10 +203,12 @@ struct DistillationBackward : LayoutKernel {
   }
 
   CT_INLINE void RowBody(int o) const {
-    const int offset = o * C;
+    // Locals, not members, in the loop, as in InfogainBackward's.
+    const Dtype* qo = q + o * C;
+    const Dtype* po = p + o * C;
     const Dtype row_scale = scale * valid[o];
-    WriteValues(dx + offset, C, stream, [&](int c) CT_LAMBDA_INLINE {
-      return row_scale * (q[offset + c] - p[offset + c]);
+    WriteValues(dx + o * C, C, stream, [&](int c) CT_LAMBDA_INLINE {
+      return row_scale * (qo[c] - po[c]);
     });
   }
 

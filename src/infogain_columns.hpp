@@ -38,7 +38,10 @@ CT_INLINE void StripClasses(const int* position_classes,
 template <typename Dtype>
 class HColumns {
  public:
-  HColumns(const Dtype* H, int channels) : H_(H), channels_(channels) {}
+  // table: whether the strips will look columns up (the float version's
+  // tables are built for them).
+  HColumns(const Dtype* H, int channels, bool /*table*/)
+      : H_(H), channels_(channels) {}
   template <typename Group>
   CT_INLINE void Fill(int c, Group group, const int* classes, int w,
                       Dtype (*h)[kStrip]) const {
@@ -57,13 +60,20 @@ template <>
 class HColumns<float> {
  public:
   static const int kTableClasses = 32;
-  HColumns(const float* H, int channels) : H_(H), channels_(channels) {
-    if (channels > kTableClasses) return;
+  HColumns(const float* H, int channels, bool table)
+      : H_(H), channels_(channels), table_(table) {
+    if (!table || channels > kTableClasses) return;
     for (int c = 0; c < channels; ++c) {
       std::fill(columns_[c], columns_[c] + kTableClasses, 0.0f);
       for (int l = 0; l < channels; ++l) columns_[c][l] = H[l * channels + c];
     }
   }
+  // A copy (each clone's, kernel_layout.hpp) builds its own table, if any:
+  // copying the 4 KiB made the row gradient of 64 x 1000, which needs none,
+  // take 1.2x the instructions.
+  HColumns(const HColumns& other)
+      : HColumns(other.H_, other.channels_, other.table_) {}
+  HColumns& operator=(const HColumns&) = delete;
   template <typename Group>
   CT_INLINE void Fill(int c, Group group, const int* classes, int w,
                       float (*h)[kStrip]) const {
@@ -108,6 +118,7 @@ class HColumns<float> {
 
   const float* H_;
   int channels_;
+  bool table_;
   alignas(32) float columns_[kTableClasses][kTableClasses];
 };
 

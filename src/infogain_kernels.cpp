@@ -92,7 +92,8 @@ struct InfogainForward : LayoutKernel {
                   Dtype* extremes)
       : C(shape.channels), x(x), classes(position_classes), H(H),
         sum_rows_H(sum_rows_H), y(prob), item_loss(item_loss),
-        extremes(extremes), columns(H, shape.channels) {}
+        extremes(extremes),
+        columns(H, shape.channels, UsesStrips<InfogainForward>(shape)) {}
 
   CT_INLINE void RowBody(int o) const {
     const Dtype* xo = x + o * C;
@@ -194,7 +195,7 @@ struct InfogainBackward : LayoutKernel {
                    const Dtype* sum_rows_H, Dtype scale, Dtype* dx)
       : C(shape.channels), prob(prob), classes(position_classes), H(H),
         sum_rows_H(sum_rows_H), scale(scale), dx(dx),
-        columns(H, shape.channels) {
+        columns(H, shape.channels, UsesStrips<InfogainBackward>(shape)) {
     stream = StreamsOutput(shape.count(), sizeof(Dtype));
   }
 
@@ -206,10 +207,12 @@ struct InfogainBackward : LayoutKernel {
                   [](int) CT_LAMBDA_INLINE { return Dtype(0); });
       return;
     }
-    const Dtype p_scale = scale * sum_rows_H[l];
+    // Locals, not members, in the loop: GCC cannot tell a store to dx from
+    // a write to the kernel's own float members.
+    const Dtype h_scale = scale, p_scale = h_scale * sum_rows_H[l];
     const Dtype* h = H + l * C;
     WriteValues(dx + o * C, C, stream, [&](int c) CT_LAMBDA_INLINE {
-      return p_scale * po[c] - scale * h[c];
+      return p_scale * po[c] - h_scale * h[c];
     });
   }
 

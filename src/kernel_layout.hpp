@@ -150,6 +150,12 @@ inline bool UsesTiles(const SoftmaxShape& s) {
   return Kernel::kShortRowTiles && s.inner == 1 && ShortRows(s.channels);
 }
 
+// Whether the kernel's strip body runs (on strips or tiles).
+template <typename Kernel>
+inline bool UsesStrips(const SoftmaxShape& s) {
+  return s.inner > 1 || UsesTiles<Kernel>(s);
+}
+
 // The kernel's work items: blocks of kShortRowBlock short rows, which a
 // thread must take whole (a row's bits depend on where its block starts: a
 // vector loop's remainder runs other instructions), rows, or strips.
