@@ -14,42 +14,9 @@
 namespace caffe_temperature {
 namespace reference {
 
-template <typename Dtype>
-void SoftmaxForwardCPU(const SoftmaxShape& shape, const Dtype* x,
-                       const BetaView<Dtype>& beta, Dtype* y);
-
-template <typename Dtype>
-void SoftmaxBackwardCPU(const SoftmaxShape& shape, const Dtype* y,
-                        const Dtype* dy, const BetaView<Dtype>& beta,
-                        Dtype* dx);
-
-template <typename Dtype>
-void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
-                            const Dtype* y, const Dtype* dy,
-                            Dtype* position_grad);
-
-template <typename Dtype>
-Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
-                             const int* classes, const Dtype* H,
-                             const Dtype* sum_rows_H, Dtype* prob,
-                             bool* plus_inf, bool* minus_inf);
-
-template <typename Dtype>
-void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
-                             const int* classes, const Dtype* H,
-                             const Dtype* sum_rows_H, Dtype scale, Dtype* dx);
-
-// scratch: unused (the fast kernel's interface).
-template <typename Dtype>
-void DistillationForwardCPU(const SoftmaxShape& shape, Dtype beta,
-                            const Dtype* student, const Dtype* teacher,
-                            const Dtype* valid, Dtype* q, Dtype* p, Dtype* kl,
-                            std::vector<Dtype>* scratch);
-
-template <typename Dtype>
-void DistillationBackwardCPU(const SoftmaxShape& shape, Dtype scale,
-                             const Dtype* q, const Dtype* p,
-                             const Dtype* valid, Dtype* dx);
+// The same declarations as the fast kernels'; DistillationForwardCPU's
+// scratch is left untouched.
+#include "caffe_temperature/cpu_kernel_declarations.inc"
 
 }  // namespace reference
 }  // namespace caffe_temperature
