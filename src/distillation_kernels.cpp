@@ -10,6 +10,7 @@
 #include "caffe_temperature/streaming.hpp"
 #include "caffe_temperature/vector_math.hpp"
 #include "distillation_rows.hpp"
+#include "kernel_instantiations.hpp"
 #include "kernel_layout.hpp"
 #include "softmax_sums.hpp"
 
@@ -259,15 +260,14 @@ void DistillationBackwardCPU(const SoftmaxShape& shape, Dtype scale,
             DistillationBackward<Dtype>(shape, scale, q, p, valid, dx));
 }
 
-#define CT_INSTANTIATE_DISTILLATION_KERNELS(Dtype)                           \
+#define CT_INSTANTIATE_DISTILLATION_SOFTMAXES(Dtype)                         \
   template void DistillationSoftmaxesCPU<Dtype>(                             \
       const SoftmaxShape&, Dtype, const Dtype*, const Dtype*, Dtype*, Dtype*, \
-      Dtype*, const DistillationRows<Dtype>&);                               \
-  template void DistillationBackwardCPU<Dtype>(const SoftmaxShape&, Dtype,   \
-                                               const Dtype*, const Dtype*,   \
-                                               const Dtype*, Dtype*);
+      Dtype*, const DistillationRows<Dtype>&);
 
-CT_INSTANTIATE_DISTILLATION_KERNELS(float)
-CT_INSTANTIATE_DISTILLATION_KERNELS(double)
+CT_INSTANTIATE_DISTILLATION_SOFTMAXES(float)
+CT_INSTANTIATE_DISTILLATION_SOFTMAXES(double)
+CT_INSTANTIATE_DISTILLATION_BACKWARD(float)
+CT_INSTANTIATE_DISTILLATION_BACKWARD(double)
 
 }  // namespace caffe_temperature

@@ -10,6 +10,7 @@
 #include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
 #include "distillation_rows.hpp"
+#include "kernel_instantiations.hpp"
 
 namespace caffe_temperature {
 
@@ -79,11 +80,6 @@ void DistillationForwardCPU(const SoftmaxShape& shape, Dtype beta,
     KlClone(shape, begin, end, beta, student, teacher, valid, p, rows, kl);
   });
 }
-
-#define CT_INSTANTIATE_DISTILLATION_FORWARD(Dtype)                           \
-  template void DistillationForwardCPU<Dtype>(                               \
-      const SoftmaxShape&, Dtype, const Dtype*, const Dtype*, const Dtype*,  \
-      Dtype*, Dtype*, Dtype*, std::vector<Dtype>*);
 
 CT_INSTANTIATE_DISTILLATION_FORWARD(float)
 CT_INSTANTIATE_DISTILLATION_FORWARD(double)

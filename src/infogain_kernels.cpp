@@ -10,6 +10,7 @@
 #include "caffe_temperature/streaming.hpp"
 #include "caffe_temperature/vector_math.hpp"
 #include "infogain_columns.hpp"
+#include "kernel_instantiations.hpp"
 #include "kernel_layout.hpp"
 #include "softmax_sums.hpp"
 
@@ -290,16 +291,6 @@ void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
   RunLayout(shape, InfogainBackward<Dtype>(shape, prob, position_classes, H,
                                            sum_rows_H, scale, dx));
 }
-
-#define CT_INSTANTIATE_INFOGAIN_KERNELS(Dtype)                               \
-  template Dtype InfogainLossForwardCPU<Dtype>(const SoftmaxShape&,          \
-                                               const Dtype*, const int*,     \
-                                               const Dtype*, const Dtype*,   \
-                                               Dtype*, bool*, bool*);        \
-  template void InfogainLossBackwardCPU<Dtype>(const SoftmaxShape&,          \
-                                               const Dtype*, const int*,     \
-                                               const Dtype*, const Dtype*,   \
-                                               Dtype, Dtype*);
 
 CT_INSTANTIATE_INFOGAIN_KERNELS(float)
 CT_INSTANTIATE_INFOGAIN_KERNELS(double)

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernel_instantiations.hpp"
+
 namespace caffe_temperature {
 namespace reference {
 
@@ -186,27 +188,11 @@ void DistillationBackwardCPU(const SoftmaxShape& shape, Dtype scale,
   }
 }
 
-#define CT_INSTANTIATE_REFERENCE_KERNELS(Dtype)                              \
-  template void SoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,  \
-                                         const BetaView<Dtype>&, Dtype*);    \
-  template void SoftmaxBackwardCPU<Dtype>(const SoftmaxShape&, const Dtype*, \
-                                          const Dtype*,                      \
-                                          const BetaView<Dtype>&, Dtype*);   \
-  template void SoftmaxBetaGradientCPU<Dtype>(const SoftmaxShape&,           \
-                                              const Dtype*, const Dtype*,    \
-                                              const Dtype*, Dtype*);         \
-  template Dtype InfogainLossForwardCPU<Dtype>(                              \
-      const SoftmaxShape&, const Dtype*, const int*, const Dtype*,           \
-      const Dtype*, Dtype*, bool*, bool*);                                   \
-  template void InfogainLossBackwardCPU<Dtype>(                              \
-      const SoftmaxShape&, const Dtype*, const int*, const Dtype*,           \
-      const Dtype*, Dtype, Dtype*);                                          \
-  template void DistillationForwardCPU<Dtype>(                               \
-      const SoftmaxShape&, Dtype, const Dtype*, const Dtype*, const Dtype*,  \
-      Dtype*, Dtype*, Dtype*, std::vector<Dtype>*);                          \
-  template void DistillationBackwardCPU<Dtype>(const SoftmaxShape&, Dtype,   \
-                                               const Dtype*, const Dtype*,   \
-                                               const Dtype*, Dtype*);
+#define CT_INSTANTIATE_REFERENCE_KERNELS(Dtype)    \
+  CT_INSTANTIATE_SOFTMAX_KERNELS(Dtype)      \
+  CT_INSTANTIATE_INFOGAIN_KERNELS(Dtype)     \
+  CT_INSTANTIATE_DISTILLATION_FORWARD(Dtype) \
+  CT_INSTANTIATE_DISTILLATION_BACKWARD(Dtype)
 
 CT_INSTANTIATE_REFERENCE_KERNELS(float)
 CT_INSTANTIATE_REFERENCE_KERNELS(double)

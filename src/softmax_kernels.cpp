@@ -11,6 +11,7 @@
 
 #include "caffe_temperature/streaming.hpp"
 #include "caffe_temperature/vector_math.hpp"
+#include "kernel_instantiations.hpp"
 #include "kernel_layout.hpp"
 #include "softmax_sums.hpp"
 
@@ -229,16 +230,6 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
                             Dtype* position_grad) {
   RunLayout(shape, SoftmaxBetaGradient<Dtype>(shape, x, y, dy, position_grad));
 }
-
-#define CT_INSTANTIATE_SOFTMAX_KERNELS(Dtype)                                \
-  template void SoftmaxForwardCPU<Dtype>(const SoftmaxShape&, const Dtype*,  \
-                                         const BetaView<Dtype>&, Dtype*);    \
-  template void SoftmaxBackwardCPU<Dtype>(const SoftmaxShape&, const Dtype*, \
-                                          const Dtype*,                      \
-                                          const BetaView<Dtype>&, Dtype*);   \
-  template void SoftmaxBetaGradientCPU<Dtype>(const SoftmaxShape&,           \
-                                              const Dtype*, const Dtype*,    \
-                                              const Dtype*, Dtype*);
 
 CT_INSTANTIATE_SOFTMAX_KERNELS(float)
 CT_INSTANTIATE_SOFTMAX_KERNELS(double)
