@@ -63,4 +63,5 @@ if [[ $CAFFE_TEMPERATURE_MAKE_CAFFE == 1 ]]; then
   test_against_make_caffe make-distribute "$MAKE_CAFFE_DIR/distribute" || status=1
 fi
 (cd "$ROOT" && python -m pytest tests/python -q "$@") || status=1
+python "$ROOT/tests/bench/smoke.py"  # the layers against their floor: printed, never fails
 exit $status

@@ -5,6 +5,7 @@
 #include "caffe_temperature/gpu_kernels.hpp"
 #include "caffe_temperature/labels_cpu.hpp"
 #include "caffe_temperature/layer_params.hpp"
+#include "layer_kernels.hpp"
 #include "caffe_temperature/softmax_with_distillation_loss_layer.hpp"
 
 namespace caffe {
@@ -61,7 +62,6 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Reshape(
   }
   prob_.ReshapeLike(*bottom[0]);
   teacher_prob_.ReshapeLike(*bottom[0]);
-  rows_.resize(positions);
   position_stats_.Reshape(vector<int>{3, positions});
   stats_sum_.Reshape(vector<int>(1, 3));
   // The GPU sums the three rows of position_stats_.
@@ -151,10 +151,10 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Forward_cpu(
   } else {
     std::fill(valid, valid + positions, Dtype(1));
   }
-  caffe_temperature::DistillationForwardCPU(
+  caffe_temperature::layer_kernels::DistillationForwardCPU(
       shape_, beta_, bottom[0]->cpu_data(), bottom[1]->cpu_data(), valid,
       prob_.mutable_cpu_data(), teacher_prob_.mutable_cpu_data(), kl,
-      rows_.data());
+      &scratch_);
   double kl_sum = 0;
   int valid_count = 0;
   for (int pos = 0; pos < positions; ++pos) {
@@ -172,7 +172,7 @@ void SoftmaxWithDistillationLossLayer<Dtype>::Backward_cpu(
   CheckPropagateDown(propagate_down);
   // No position: the student's diff is empty, and has no memory.
   if (!propagate_down[0] || shape_.positions() == 0) return;
-  caffe_temperature::DistillationBackwardCPU(
+  caffe_temperature::layer_kernels::DistillationBackwardCPU(
       shape_, StudentDiffScale(top), prob_.cpu_data(),
       teacher_prob_.cpu_data(), position_stats_.cpu_data() + shape_.positions(),
       bottom[0]->mutable_cpu_diff());

@@ -12,6 +12,7 @@
 #include "caffe_temperature/gpu_kernels.hpp"
 #include "caffe_temperature/labels_cpu.hpp"
 #include "caffe_temperature/layer_params.hpp"
+#include "layer_kernels.hpp"
 #include "caffe_temperature/parallel.hpp"
 #include "caffe_temperature/softmax_with_infogain_loss_layer.hpp"
 
@@ -223,7 +224,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Forward_cpu(
   Dtype loss = 0;
   bool plus_inf = false, minus_inf = false;
   if (!empty) {
-    loss = caffe_temperature::InfogainLossForwardCPU(
+    loss = caffe_temperature::layer_kernels::InfogainLossForwardCPU(
         shape_, bottom[0]->cpu_data(), classes_.data(),
         Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
         Prob(top)->mutable_cpu_data(), &plus_inf, &minus_inf);
@@ -243,7 +244,7 @@ void SoftmaxWithInfogainLossLayer<Dtype>::Backward_cpu(
   // No position: x's diff is empty, and has no memory.
   if (!propagate_down[0] || shape_.positions() == 0) return;
   // Label rows from the forward pass: its labels were validated there.
-  caffe_temperature::InfogainLossBackwardCPU(
+  caffe_temperature::layer_kernels::InfogainLossBackwardCPU(
       shape_, Prob(top)->cpu_data(), classes_.data(),
       Infogain(bottom).cpu_data(), sum_rows_H_.cpu_data(),
       top[0]->cpu_diff()[0] / normalizer_, bottom[0]->mutable_cpu_diff());

@@ -6,6 +6,7 @@
 #include "caffe/util/math_functions.hpp"
 #include "caffe_temperature/gpu_kernels.hpp"
 #include "caffe_temperature/layer_params.hpp"
+#include "layer_kernels.hpp"
 #include "caffe_temperature/temperature_softmax_layer.hpp"
 
 namespace caffe {
@@ -88,9 +89,9 @@ void TemperatureSoftmaxLayer<Dtype>::Forward_cpu(
   // No value (no position, or no class): y is empty, and stock Caffe gives an
   // empty blob no memory to read.
   if (shape_.count() == 0) return;
-  caffe_temperature::SoftmaxForwardCPU(shape_, bottom[0]->cpu_data(),
-                                       Beta(bottom, false),
-                                       top[0]->mutable_cpu_data());
+  caffe_temperature::layer_kernels::SoftmaxForwardCPU(
+      shape_, bottom[0]->cpu_data(), Beta(bottom, false),
+      top[0]->mutable_cpu_data());
 }
 
 template <typename Dtype>
@@ -113,7 +114,7 @@ void TemperatureSoftmaxLayer<Dtype>::Backward_cpu(
   const Dtype* y = top[0]->cpu_data();
   const Dtype* dy = top[0]->cpu_diff();
   if (bottom.size() > 1 && propagate_down[1]) {
-    caffe_temperature::SoftmaxBetaGradientCPU(
+    caffe_temperature::layer_kernels::SoftmaxBetaGradientCPU(
         shape_, bottom[0]->cpu_data(), y, dy,
         position_grad_.mutable_cpu_data());
     // Positions sharing one beta element are contiguous: a row sum, added
@@ -127,8 +128,8 @@ void TemperatureSoftmaxLayer<Dtype>::Backward_cpu(
     }
   }
   if (propagate_down[0]) {
-    caffe_temperature::SoftmaxBackwardCPU(shape_, y, dy, Beta(bottom, false),
-                                          bottom[0]->mutable_cpu_diff());
+    caffe_temperature::layer_kernels::SoftmaxBackwardCPU(
+        shape_, y, dy, Beta(bottom, false), bottom[0]->mutable_cpu_diff());
   }
 }
 

@@ -11,7 +11,9 @@
 
 #define CT_INLINE inline __attribute__((always_inline))
 #define CT_LAMBDA_INLINE __attribute__((always_inline))
+#ifndef CT_CLONES  // tests/vectorisation builds one instruction set at a time
 #define CT_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 
 #endif  // CAFFE_TEMPERATURE_CPU_CLONES_HPP_

@@ -81,8 +81,8 @@ class SoftmaxWithDistillationLossLayer : public LossLayer<Dtype> {
   Blob<Dtype> prob_;
   /// p = softmax(beta * teacher).
   Blob<Dtype> teacher_prob_;
-  /// CPU path only: per position, what the KL is finished from.
-  std::vector<caffe_temperature::DistillationRow<Dtype> > rows_;
+  /// CPU path only: the forward's scratch (DistillationForwardCPU).
+  std::vector<Dtype> scratch_;
   /// Per position, as rows of a 3 x positions matrix: the KL divergence,
   /// 1 where the position counts (0 where its label is ignored), and, on the
   /// GPU, 1 where its label is invalid. Backward reads row 1.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "caffe/filler.hpp"
 #include "caffe/net.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
+#include "caffe_temperature/reference_kernels.hpp"
 #include "caffe_temperature/softmax_with_distillation_loss_layer.hpp"
 #include "test_util.hpp"
 
@@ -19,6 +21,7 @@ using caffe::Blob;
 using caffe::LayerParameter;
 using caffe::LossParameter_NormalizationMode;
 using caffe::SoftmaxWithDistillationLossLayer;
+using caffe_temperature::SoftmaxShape;
 using std::vector;
 
 const LossParameter_NormalizationMode kModes[] = {
@@ -28,43 +31,49 @@ const LossParameter_NormalizationMode kModes[] = {
     caffe::LossParameter_NormalizationMode_NONE};
 const int kIgnoreLabel = -1;
 
-// The reference below is written from the definition, in double, with plain
-// loops: T^2 KL(softmax(t / T) || softmax(s / T)) / norm.
-struct Geometry {
-  int outer, channels, inner;
-};
-
+// The reference below is the plain kernel of reference_kernels.hpp, in
+// double: T^2 KL(softmax(t / T) || softmax(s / T)) / norm.
 template <typename Dtype>
-Geometry GeometryOf(const Blob<Dtype>& blob, int axis) {
+SoftmaxShape ShapeOf(const Blob<Dtype>& blob, int axis) {
   const int a = blob.CanonicalAxisIndex(axis);
-  Geometry g = {blob.count(0, a), blob.shape(a), blob.count(a + 1)};
-  return g;
+  const SoftmaxShape shape = {blob.count(0, a), blob.shape(a),
+                              blob.count(a + 1)};
+  return shape;
 }
 
-// log softmax(x / T) of the position (o, i), in double.
+// q = softmax(student / T) and each position's KL divergence (0 where the
+// label is ignored), in double, from the blobs' values; returns the number
+// of valid positions.
 template <typename Dtype>
-vector<double> ReferenceLogSoftmax(const Blob<Dtype>& x, const Geometry& g,
-                                   int o, int i, double temperature) {
-  vector<double> z(g.channels);
-  for (int c = 0; c < g.channels; ++c) {
-    z[c] = x.cpu_data()[(o * g.channels + c) * g.inner + i] / temperature;
+int ReferenceKl(const Blob<Dtype>& student, const Blob<Dtype>& teacher,
+                const Blob<Dtype>* label, int axis, double temperature,
+                vector<double>* q, vector<double>* kl) {
+  const SoftmaxShape shape = ShapeOf(student, axis);
+  const vector<double> s(student.cpu_data(),
+                         student.cpu_data() + student.count());
+  const vector<double> t(teacher.cpu_data(),
+                         teacher.cpu_data() + teacher.count());
+  vector<double> valid(shape.positions(), 1), p(s.size()), scratch;
+  for (int pos = 0; label && pos < shape.positions(); ++pos) {
+    valid[pos] = label->cpu_data()[pos] != kIgnoreLabel;
   }
-  const double m = *std::max_element(z.begin(), z.end());
-  double sum = 0;
-  for (double v : z) sum += std::exp(v - m);
-  for (double& v : z) v -= m + std::log(sum);
-  return z;
+  q->resize(s.size());
+  kl->resize(shape.positions());
+  caffe_temperature::reference::DistillationForwardCPU(
+      shape, 1 / temperature, s.data(), t.data(), valid.data(), q->data(),
+      p.data(), kl->data(), &scratch);
+  return static_cast<int>(std::count(valid.begin(), valid.end(), 1.0));
 }
 
 double ReferenceNormalizer(LossParameter_NormalizationMode mode,
-                           const Geometry& g, int valid) {
+                           const SoftmaxShape& shape, int valid) {
   switch (mode) {
     case caffe::LossParameter_NormalizationMode_FULL:
-      return g.outer * g.inner;
+      return shape.positions();
     case caffe::LossParameter_NormalizationMode_VALID:
       return std::max(valid, 1);
     case caffe::LossParameter_NormalizationMode_BATCH_SIZE:
-      return g.outer;
+      return shape.outer;
     default:
       return 1;
   }
@@ -74,24 +83,12 @@ template <typename Dtype>
 double ReferenceLoss(const Blob<Dtype>& student, const Blob<Dtype>& teacher,
                      const Blob<Dtype>* label, int axis, double temperature,
                      LossParameter_NormalizationMode mode) {
-  const Geometry g = GeometryOf(student, axis);
-  double kl = 0;
-  int valid = 0;
-  for (int o = 0; o < g.outer; ++o) {
-    for (int i = 0; i < g.inner; ++i) {
-      if (label && label->cpu_data()[o * g.inner + i] == kIgnoreLabel) continue;
-      ++valid;
-      const vector<double> log_p =
-          ReferenceLogSoftmax(teacher, g, o, i, temperature);
-      const vector<double> log_q =
-          ReferenceLogSoftmax(student, g, o, i, temperature);
-      for (int c = 0; c < g.channels; ++c) {
-        const double p = std::exp(log_p[c]);
-        if (p > 0) kl += p * (log_p[c] - log_q[c]);
-      }
-    }
-  }
-  return temperature * temperature * kl / ReferenceNormalizer(mode, g, valid);
+  vector<double> q, kl;
+  const int valid =
+      ReferenceKl(student, teacher, label, axis, temperature, &q, &kl);
+  const double sum = std::accumulate(kl.begin(), kl.end(), 0.0);
+  return temperature * temperature * sum /
+         ReferenceNormalizer(mode, ShapeOf(student, axis), valid);
 }
 
 LayerParameter DistillationParam(double beta, int axis,
@@ -132,7 +129,7 @@ class SoftmaxWithDistillationLossLayerTest
 
   // One label per position for a softmax over `axis`, every third ignored.
   void FillLabels(int axis) {
-    const Geometry g = GeometryOf(student_, axis);
+    const SoftmaxShape g = ShapeOf(student_, axis);
     label_.Reshape(vector<int>(1, g.outer * g.inner));
     for (int j = 0; j < label_.count(); ++j) {
       label_.mutable_cpu_data()[j] =
@@ -207,16 +204,11 @@ TYPED_TEST(SoftmaxWithDistillationLossLayerTest, TestStudentProbTop) {
   layer.SetUp(bottom, top);
   layer.Forward(bottom, top);
   ASSERT_TRUE(prob.shape() == this->student_.shape());
-  const Geometry g = GeometryOf(this->student_, 1);
-  for (int o = 0; o < g.outer; ++o) {
-    for (int i = 0; i < g.inner; ++i) {
-      const vector<double> log_q =
-          ReferenceLogSoftmax(this->student_, g, o, i, 1 / beta);
-      for (int c = 0; c < g.channels; ++c) {
-        EXPECT_NEAR(prob.cpu_data()[(o * g.channels + c) * g.inner + i],
-                    std::exp(log_q[c]), 1e-6);
-      }
-    }
+  vector<double> q, kl;
+  ReferenceKl<Dtype>(this->student_, this->teacher_, NULL, 1, 1 / beta, &q,
+                     &kl);
+  for (int k = 0; k < prob.count(); ++k) {
+    EXPECT_NEAR(prob.cpu_data()[k], q[k], 1e-6) << "q[" << k << "]";
   }
 }
 
@@ -263,7 +255,7 @@ TYPED_TEST(SoftmaxWithDistillationLossLayerTest, TestZeroWhenStudentIsTeacher) {
 TYPED_TEST(SoftmaxWithDistillationLossLayerTest,
            TestGradientKeepsItsSizeAsTemperatureGrows) {
   typedef typename TypeParam::Dtype Dtype;
-  const Geometry g = GeometryOf(this->student_, 1);
+  const SoftmaxShape g = ShapeOf(this->student_, 1);
   const double norm = g.outer * g.inner;
   vector<double> limit(this->student_.count());
   for (int o = 0; o < g.outer; ++o) {

@@ -625,10 +625,10 @@ TYPED_TEST(GpuKernelsEmulated, DistillationMatchesCpu) {
             invalid[pos] = kind == kLabelInvalid;
           }
           std::vector<Dtype> kl(positions);
-          std::vector<DistillationRow<Dtype> > rows(positions);
+          std::vector<Dtype> scratch;
           DistillationForwardCPU(s, beta, student.data(), teacher.data(),
                                  valid.data(), q.data(), p.data(), kl.data(),
-                                 rows.data());
+                                 &scratch);
 
           const Guarded<Dtype> student_gpu(student), teacher_gpu(teacher),
               labels_gpu(labels);
