@@ -28,6 +28,17 @@ class Vector {
   int first_, stride_;
 };
 
+// The largest of the vector's values: the shift that keeps exp from
+// overflowing.
+template <typename Dtype>
+Dtype MaxOf(const SoftmaxShape& shape, const Vector& v, const Dtype* x) {
+  Dtype m = x[v.At(0)];
+  for (int c = 1; c < shape.channels; ++c) {
+    if (x[v.At(c)] > m) m = x[v.At(c)];
+  }
+  return m;
+}
+
 template <typename Dtype>
 Dtype BetaOf(const BetaView<Dtype>& beta, const SoftmaxShape& shape,
              int pos) {
@@ -40,10 +51,7 @@ template <typename Dtype>
 std::vector<Dtype> LogSoftmax(const SoftmaxShape& shape, int pos,
                               const Dtype* x, Dtype beta) {
   const Vector v(shape, pos);
-  Dtype m = x[v.At(0)];
-  for (int c = 1; c < shape.channels; ++c) {
-    if (x[v.At(c)] > m) m = x[v.At(c)];
-  }
+  const Dtype m = MaxOf(shape, v, x);
   Dtype sum = 0;
   for (int c = 0; c < shape.channels; ++c) {
     sum += std::exp(beta * (x[v.At(c)] - m));
@@ -92,10 +100,7 @@ void SoftmaxBetaGradientCPU(const SoftmaxShape& shape, const Dtype* x,
     const Vector v(shape, pos);
     // x shifted by its max: the gradient does not change (the y_c sum to 1),
     // and large logits do not cancel.
-    Dtype m = x[v.At(0)];
-    for (int c = 1; c < shape.channels; ++c) {
-      if (x[v.At(c)] > m) m = x[v.At(c)];
-    }
+    const Dtype m = MaxOf(shape, v, x);
     Dtype mean = 0;
     for (int c = 0; c < shape.channels; ++c) {
       mean += y[v.At(c)] * (x[v.At(c)] - m);
