@@ -139,7 +139,13 @@ CT_INLINE void MemoryBlock(const Dtype* in, std::size_t n_out, Dtype* out,
     caffe_temperature::StreamCopy(out + start, in + start,
                                   static_cast<int>(copied));
   } else {
-    std::copy(in + start, in + start + copied, out + start);
+    // Vector loads and stores, as the layers write their outputs: glibc's
+    // memmove (std::copy) uses `rep movsb`, which on AMD Zen 3 runs about 10x
+    // slower when out lies a few bytes past in modulo 4 KiB (16 bytes: 0.18
+    // against 0.018 ms for 1 MB), as two same-sized heap blocks often do; the
+    // floor then measured the allocator's placement, not memory.
+#pragma omp simd
+    for (std::size_t i = start; i < start + copied; ++i) out[i] = in[i];
   }
   Dtype s = 0;
 #pragma omp simd reduction(+ : s)
