@@ -1,7 +1,10 @@
 # Every file in cuda/ is compiled by nvcc against Caffe's headers with the GPU
 # code paths on (no CPU_ONLY), even when the Caffe at hand is CPU-only, so that
-# kernels are checked on machines without a GPU. Built by the target
-# `cuda_compile_check` and run as the CTest test of the same name.
+# kernels are checked on machines without a GPU: for every architecture of
+# CAFFE_TEMPERATURE_CUDA_ARCHITECTURES (CaffeTemperatureCudaArch.cmake), with
+# every warning an error, ptxas's spill warning (--warn-on-spills) included,
+# so that a kernel that spills registers on any of them fails. Built by the
+# target `cuda_compile_check` and run as the CTest test of the same name.
 find_program(NVCC_EXECUTABLE nvcc
   HINTS ENV CUDA_HOME ENV CUDA_PATH /usr/local/cuda PATH_SUFFIXES bin)
 
@@ -9,6 +12,12 @@ if(NOT NVCC_EXECUTABLE)
   message(STATUS "caffe_temperature: nvcc not found, no CUDA compile check")
   return()
 endif()
+
+include(CaffeTemperatureCudaArch)
+if(NOT DEFINED CAFFE_TEMPERATURE_CUDA_ARCHITECTURES)
+  caffe_temperature_cuda_architectures(${NVCC_EXECUTABLE})
+endif()
+caffe_temperature_nvcc_arch_flags(_arch_flags ${CAFFE_TEMPERATURE_CUDA_ARCHITECTURES})
 
 get_filename_component(_cuda_root ${NVCC_EXECUTABLE} DIRECTORY)
 get_filename_component(_cuda_root ${_cuda_root} DIRECTORY)
@@ -20,15 +29,16 @@ foreach(_cu ${PLUGIN_CUDA_SOURCES})
   get_filename_component(_name ${_cu} NAME_WE)
   set(_obj ${CMAKE_BINARY_DIR}/cuda_check/${_name}.o)
   add_custom_command(OUTPUT ${_obj}
-    COMMAND ${NVCC_EXECUTABLE} -std=c++17 -O2 -arch=sm_${CAFFE_TEMPERATURE_CUDA_ARCH}
+    COMMAND ${NVCC_EXECUTABLE} -std=c++17 -O2 ${_arch_flags}
             -Xcompiler=-fPIC -Werror=all-warnings
+            -Xptxas=--warn-on-spills
             "-I$<JOIN:${_check_includes},;-I>"
             "-I$<JOIN:$<TARGET_PROPERTY:caffe,INTERFACE_INCLUDE_DIRECTORIES>,;-I>"
             -c ${_cu} -o ${_obj}
     DEPENDS ${_cu}
     IMPLICIT_DEPENDS CXX ${_cu}
     COMMAND_EXPAND_LISTS
-    COMMENT "nvcc compile check: ${_name}.cu (sm_${CAFFE_TEMPERATURE_CUDA_ARCH})"
+    COMMENT "nvcc compile check: ${_name}.cu (${CAFFE_TEMPERATURE_CUDA_ARCHITECTURES})"
     VERBATIM)
   list(APPEND _check_objects ${_obj})
 endforeach()
