@@ -139,12 +139,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   op(ThreadGroup(), PositionVector(s, p));
 }
 
+// The largest block of the channel split: at 1024 threads (64 registers a
+// thread) ptxas spilled the double infogain forward's registers.
+const int kMaxSplitThreads = 512;
+
 // inner > 1 with few positions: kWarpSize positions per block, C split
 // between its warps (StripGroup).
 template <typename Dtype, typename Op>
-__global__ void __launch_bounds__(kMaxThreadsPerBlock, 1)
+__global__ void __launch_bounds__(kMaxSplitThreads, 1)
     PositionsPerBlockKernel(const SoftmaxShape s, const Op op) {
-  CT_STATIC_SHARED(Dtype, scratch, kMaxThreadsPerBlock);
+  CT_STATIC_SHARED(Dtype, scratch, kMaxSplitThreads);
   const int64_t positions = static_cast<int64_t>(s.outer) * s.inner;
   const int64_t p = static_cast<int64_t>(blockIdx.x) * kWarpSize +
                     threadIdx.x % kWarpSize;
@@ -191,13 +195,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 // How many warps share the channels of kWarpSize positions (inner > 1): 1
 // (a thread per position) once the positions alone give the GPU
 // kThreadsPerSm threads per multiprocessor, else doubled until they do, up
-// to a block of 1024 threads and no more warps than channels.
+// to a block of kMaxSplitThreads and no more warps than channels.
 inline int ChannelSplit(int64_t positions, int channels) {
   const int64_t enough =
       static_cast<int64_t>(DeviceAttribute(cudaDevAttrMultiProcessorCount)) *
       kThreadsPerSm;
   int warps = 1;
-  while (warps * kWarpSize < kMaxThreadsPerBlock && 2 * warps <= channels &&
+  while (warps * kWarpSize < kMaxSplitThreads && 2 * warps <= channels &&
          positions * warps < enough) {
     warps *= 2;
   }
