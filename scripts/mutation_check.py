@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Plants known kernel bugs in a copy of cuda/ and counts how many the
-emulated GPU test (gpu_kernels_emulated) catches.
+emulated GPU test (gpu_kernels_emulated, run by CTest for every emulated
+architecture) catches.
 
     scripts/mutation_check.py [--build-dir build] [--hip-cpu-dir DIR] [--only N ...]
 
-Run by hand (it rebuilds the test once per mutation: about a minute each on
+Run by hand (it rebuilds the test once per mutation: a few minutes each on
 two cores). The repository is copied into a temporary folder first, so the
 working tree is never touched. Caffe_DIR and HIP-CPU are taken from the
 given, already configured build unless given.
