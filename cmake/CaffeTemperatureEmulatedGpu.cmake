@@ -2,9 +2,16 @@
 # HIP-CPU (header-only; -DCAFFE_TEMPERATURE_HIP_CPU_DIR=<folder holding its
 # include/>) and compared with the CPU kernels. The files of cuda/ are not
 # copied by hand: each build translates the real ones (hip_cpu_translate.cmake)
-# into <build>/hip_cpu/. Without HIP-CPU the test is reported as skipped.
+# into <build>/hip_cpu/. The test runs once per emulated architecture
+# (gpu_kernels_emulated_sm_NN), with that architecture's launch rules and
+# figures (tests/emulated/launch_rules.hpp): by default those with the least
+# and the most shared memory per block, so that every dispatch decision that
+# depends on the device is taken both ways. Without HIP-CPU the tests are
+# reported as skipped.
 set(CAFFE_TEMPERATURE_HIP_CPU_DIR "" CACHE PATH
-    "HIP-CPU (the folder holding include/hip): runs cuda/ on the CPU in the test gpu_kernels_emulated")
+    "HIP-CPU (the folder holding include/hip): runs cuda/ on the CPU in the tests gpu_kernels_emulated_sm_*")
+set(CAFFE_TEMPERATURE_EMULATED_ARCHS 75 90 CACHE STRING
+    "Architectures whose launch rules gpu_kernels_emulated runs (75 80 86 89 90)")
 
 set(_skip_reason "")
 if(NOT CAFFE_TEMPERATURE_HIP_CPU_DIR)
@@ -18,9 +25,12 @@ elseif(CAFFE_TEMPERATURE_SANITIZE)
 endif()
 
 if(_skip_reason)
-  add_test(NAME gpu_kernels_emulated COMMAND sh -c
-    "echo 'gpu_kernels_emulated skipped: ${_skip_reason} (scripts/test.sh sets it from CAFFE_TEMPERATURE_HIP_CPU_DIR)'; exit 77")
-  set_tests_properties(gpu_kernels_emulated PROPERTIES SKIP_RETURN_CODE 77)
+  foreach(_arch ${CAFFE_TEMPERATURE_EMULATED_ARCHS})
+    add_test(NAME gpu_kernels_emulated_sm_${_arch} COMMAND sh -c
+      "echo 'gpu_kernels_emulated skipped: ${_skip_reason} (scripts/test.sh sets it from CAFFE_TEMPERATURE_HIP_CPU_DIR)'; exit 77")
+    set_tests_properties(gpu_kernels_emulated_sm_${_arch} PROPERTIES
+      SKIP_RETURN_CODE 77)
+  endforeach()
   return()
 endif()
 
@@ -68,5 +78,8 @@ target_compile_options(gpu_kernels_emulated PRIVATE
 set_target_properties(gpu_kernels_emulated PROPERTIES CXX_STANDARD 17)
 target_link_libraries(gpu_kernels_emulated PRIVATE caffe_temperature_kernels
   GTest::gtest GTest::gtest_main TBB::tbb Threads::Threads glog::glog)
-add_test(NAME gpu_kernels_emulated COMMAND gpu_kernels_emulated)
-set_tests_properties(gpu_kernels_emulated PROPERTIES TIMEOUT 600)
+foreach(_arch ${CAFFE_TEMPERATURE_EMULATED_ARCHS})
+  add_test(NAME gpu_kernels_emulated_sm_${_arch} COMMAND gpu_kernels_emulated)
+  set_tests_properties(gpu_kernels_emulated_sm_${_arch} PROPERTIES TIMEOUT 600
+    ENVIRONMENT CAFFE_TEMPERATURE_EMULATED_ARCH=${_arch})
+endforeach()

@@ -5,21 +5,26 @@
 // input is read from global memory once and each output written once: in the
 // registers of one warp (C <= 32 * MaxColsPerLane, the columns per lane fixed
 // at compile time, several rows per block) or in the dynamic shared memory of
-// one block (longer rows, up to what the device grants a block). Rows longer
-// than that take the multi-pass kernels of per_vector.cuh.
+// one block (longer rows, up to what the device grants a block). Where all
+// inputs do not fit, an op may let its last inputs stay in global memory,
+// read again at each visit (the backwards' dy: twice). Rows longer than that
+// take the multi-pass kernels of per_vector.cuh.
 //
 // A row operation is a functor with
 //   typedef ... Dtype;
 //   static const int kInputs;                  // rows it caches
+//   static const int kStreamable;              // of them, the last ones it
+//                                              // never changes in ForEach
 //   bool Aligned(size_t bytes) const;          // all its pointers are
 //   template <typename Row>
 //   __device__ void operator()(Row& row, int64_t r) const;
 // that loads its inputs into the row (row.Load<i>), visits the cached values
-// (row.ForEach, which may change them), combines across the row
-// (row.AllReduce) and writes (row.Store). Every value is loaded, visited and
-// stored by the same thread, so the cache needs no barrier of its own and an
-// output may alias an input. Loads and stores are 16-byte vectors (float4,
-// double2) where C and every pointer allow, else narrower or scalar.
+// (row.ForEach, which may change them, or row.ForEachOf<i> for input i
+// alone), combines across the row (row.AllReduce) and writes (row.Store).
+// Every value is loaded, visited and stored by the same thread, so the cache
+// needs no barrier of its own and an output may alias an input. Loads and
+// stores are 16-byte vectors (float4, double2) where C and every pointer
+// allow, else narrower or scalar.
 
 #include <algorithm>
 #include <cstddef>
@@ -100,6 +105,17 @@ struct WarpRow {
     }
   }
 
+  // f(c, value of input I at c) by reference: input I alone.
+  template <int I, typename F>
+  __device__ void ForEachOf(F f) {
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j) {
+      if (Column(j) >= channels) continue;
+#pragma unroll
+      for (int t = 0; t < V; ++t) f(Column(j) + t, value[I][j * V + t]);
+    }
+  }
+
   // row[c] = f(c, values at c...).
   template <typename F>
   __device__ void Store(Dtype* row, F f) {
@@ -127,25 +143,32 @@ struct WarpRow {
   }
 };
 
-// A row in a block's dynamic shared memory, input i at cache + i C; thread t
-// owns the chunks t, t + blockDim.x, ... of V values. The cache is read and
-// written a chunk at a time, as global memory is, so that the accesses of a
-// warp do not collide in the banks.
-template <typename Dtype, int K, int V>
+// A row in a block's dynamic shared memory, input i < kCached at
+// cache + i C; inputs from kCached on stay in global memory and are read
+// again at each visit (ForEach, Store), for rows too long to cache them all.
+// Thread t owns the chunks t, t + blockDim.x, ... of V values. The cache is
+// read and written a chunk at a time, as global memory is, so that the
+// accesses of a warp do not collide in the banks.
+template <typename Dtype, int K, int V, int kCached = K>
 struct BlockRow {
   Dtype* cache;
   Dtype* scratch;  // kWarpSize values for the reductions
   int channels;
+  const Pack<Dtype, V>* streamed[K - kCached + 1];
 
   template <int I>
   __device__ void Load(const Dtype* row) {
     const Pack<Dtype, V>* from = reinterpret_cast<const Pack<Dtype, V>*>(row);
-    Pack<Dtype, V>* to = Chunks(I);
-    // Unrolled so that a thread has several loads in flight before its
-    // first store to shared memory waits for one.
+    if constexpr (I >= kCached) {
+      streamed[I - kCached] = from;
+    } else {
+      Pack<Dtype, V>* to = Chunks(I);
+      // Unrolled so that a thread has several loads in flight before its
+      // first store to shared memory waits for one.
 #pragma unroll 4
-    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
-      to[q] = from[q];
+      for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
+        to[q] = from[q];
+      }
     }
   }
 
@@ -155,6 +178,17 @@ struct BlockRow {
       Visit(q, std::make_index_sequence<K>(), [&](int c, Dtype* values) {
         Apply(f, c, values, std::make_index_sequence<K>());
       });
+    }
+  }
+
+  // f(c, value of input I at c) by reference: input I alone.
+  template <int I, typename F>
+  __device__ void ForEachOf(F f) {
+    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
+      Pack<Dtype, V> pack = Get<I>(q);
+#pragma unroll
+      for (int t = 0; t < V; ++t) f(q * V + t, pack.v[t]);
+      Put<I>(q, pack);
     }
   }
 
@@ -181,18 +215,35 @@ struct BlockRow {
     return reinterpret_cast<Pack<Dtype, V>*>(cache + i * channels);
   }
 
+  // Chunk q of input I, from the cache or from global memory.
+  template <int I>
+  __device__ Pack<Dtype, V> Get(int q) const {
+    if constexpr (I < kCached) {
+      return Chunks(I)[q];
+    } else {
+      return streamed[I - kCached][q];
+    }
+  }
+
+  // Puts chunk q of input I back where it is cached; a streamed input's
+  // changes are dropped (the ops change only the inputs they cache).
+  template <int I>
+  __device__ void Put(int q, const Pack<Dtype, V>& pack) const {
+    if constexpr (I < kCached) Chunks(I)[q] = pack;
+  }
+
   // Brings chunk q of every input into registers, calls g(c, values of the
   // inputs at c) for its V columns and puts the chunk back.
   template <size_t... I, typename G>
   __device__ void Visit(int q, std::index_sequence<I...>, G g) const {
-    Pack<Dtype, V> packs[K] = {Chunks(I)[q]...};
+    Pack<Dtype, V> packs[K] = {Get<I>(q)...};
 #pragma unroll
     for (int t = 0; t < V; ++t) {
       Dtype values[K] = {packs[I].v[t]...};
       g(q * V + t, values);
       ((packs[I].v[t] = values[I]), ...);
     }
-    ((Chunks(I)[q] = packs[I]), ...);
+    (Put<I>(q, packs[I]), ...);
   }
 
   template <typename F, size_t... I>
@@ -202,9 +253,13 @@ struct BlockRow {
   }
 };
 
+// Rows per 128-thread block on the warp path: small blocks, so that a few
+// hundred rows still spread over the multiprocessors.
+const int kRowsPerWarpBlock = 4;
+
 template <typename Op, int kChunks, int V>
-__global__ void WarpCachedRowsKernel(const int rows, const int channels,
-                                     const Op op) {
+__global__ void __launch_bounds__(kRowsPerWarpBlock * kWarpSize, 1)
+    WarpCachedRowsKernel(const int rows, const int channels, const Op op) {
   const int64_t r = GlobalThread() / kWarpSize;
   if (r >= rows) return;  // whole warps leave together
   WarpRow<typename Op::Dtype, Op::kInputs, kChunks, V> row;
@@ -213,22 +268,28 @@ __global__ void WarpCachedRowsKernel(const int rows, const int channels,
   op(row, r);
 }
 
-template <typename Op, int V>
-__global__ void BlockCachedRowsKernel(const int channels, const Op op) {
+// The static shared memory of BlockCachedRowsKernel, in values: the
+// reductions' scratch, a value per warp. The launch counts it against the
+// block's limits.
+const int kBlockRowScratch = kWarpSize;
+
+template <typename Op, int V, int kCached>
+__global__ void __launch_bounds__(kMaxThreadsPerBlock, 1)
+    BlockCachedRowsKernel(const int channels, const Op op) {
   typedef typename Op::Dtype Dtype;
-  __shared__ Dtype scratch[kWarpSize];
+  CT_STATIC_SHARED(Dtype, scratch, kBlockRowScratch);
   CT_DYNAMIC_SHARED(Dtype, cache);
-  BlockRow<Dtype, Op::kInputs, V> row = {cache, scratch, channels};
+  BlockRow<Dtype, Op::kInputs, V, kCached> row = {cache, scratch, channels};
   op(row, blockIdx.x);
 }
 
-// Rows per 128-thread block on the warp path: small blocks, so that a few
-// hundred rows still spread over the multiprocessors.
-const int kRowsPerWarpBlock = 4;
-// Dynamic shared memory a block gets without opting in.
+// A block's shared memory, static and dynamic together, without opting in.
 const size_t kDefaultSharedBytes = 48 * 1024;
-// Left free of the opt-in limit for the reduction scratch.
-const size_t kStaticSharedReserve = 1024;
+
+template <typename Dtype>
+constexpr size_t BlockRowStaticBytes() {
+  return kBlockRowScratch * sizeof(Dtype);
+}
 
 // The most columns a lane caches for K inputs: 32 (C <= 1024) while they
 // take at most 96 of its registers, else 16, so that nothing spills.
@@ -261,11 +322,16 @@ void LaunchWarpCachedRows(const SoftmaxShape& s, const Op& op) {
   }
 }
 
-template <typename Op, int V>
+// The first kCached inputs of op in `bytes` of shared memory, the others
+// streamed.
+template <typename Op, int V, int kCached>
 void LaunchBlockCachedRows(const SoftmaxShape& s, const Op& op,
                            size_t bytes) {
-  void (*kernel)(int, Op) = BlockCachedRowsKernel<Op, V>;
-  if (bytes > kDefaultSharedBytes) {
+  void (*kernel)(int, Op) = BlockCachedRowsKernel<Op, V, kCached>;
+  // The opt-in raises the dynamic part alone: without it a kernel may have
+  // 48 KiB less its static part.
+  if (bytes + BlockRowStaticBytes<typename Op::Dtype>() >
+      kDefaultSharedBytes) {
     CheckCuda(cudaFuncSetAttribute(kernel,
                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(bytes)),
@@ -282,8 +348,29 @@ void LaunchBlockCachedRows(const SoftmaxShape& s, const Op& op,
   LaunchWithShared(kernel, s.outer, threads, bytes, s.channels, op);
 }
 
+// The block path with the first kCached inputs in shared memory, if they fit
+// the device (returns false, launching nothing, where not).
+template <typename Op, int kCached>
+bool LaunchBlockCachedRowsIfFit(const SoftmaxShape& s, const Op& op) {
+  typedef typename Op::Dtype Dtype;
+  const size_t bytes =
+      static_cast<size_t>(kCached) * s.channels * sizeof(Dtype);
+  const size_t limit =
+      DeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+  if (bytes + BlockRowStaticBytes<Dtype>() > limit) return false;
+  constexpr int kVec = PackWidth<Dtype>();
+  if (s.channels % kVec == 0 && op.Aligned(kPackBytes)) {
+    LaunchBlockCachedRows<Op, kVec, kCached>(s, op, bytes);
+  } else {
+    LaunchBlockCachedRows<Op, 1, kCached>(s, op, bytes);
+  }
+  return true;
+}
+
 // Runs op on every row of s (inner == 1) with the row on chip and returns
-// true; returns false, launching nothing, where the row does not fit.
+// true: all its inputs where they fit, else all but its last
+// Op::kStreamable ones, which are read from global memory at each visit;
+// returns false, launching nothing, where neither fits.
 template <typename Op>
 bool LaunchCachedRows(const SoftmaxShape& s, const Op& op) {
   typedef typename Op::Dtype Dtype;
@@ -292,18 +379,12 @@ bool LaunchCachedRows(const SoftmaxShape& s, const Op& op) {
     LaunchWarpCachedRows(s, op);
     return true;
   }
-  const size_t bytes =
-      static_cast<size_t>(Op::kInputs) * s.channels * sizeof(Dtype);
-  const size_t limit =
-      DeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
-  if (bytes + kStaticSharedReserve > limit) return false;
-  constexpr int kVec = PackWidth<Dtype>();
-  if (s.channels % kVec == 0 && op.Aligned(kPackBytes)) {
-    LaunchBlockCachedRows<Op, kVec>(s, op, bytes);
-  } else {
-    LaunchBlockCachedRows<Op, 1>(s, op, bytes);
+  if (LaunchBlockCachedRowsIfFit<Op, Op::kInputs>(s, op)) return true;
+  if constexpr (Op::kStreamable > 0) {
+    return LaunchBlockCachedRowsIfFit<Op, Op::kInputs - Op::kStreamable>(s,
+                                                                         op);
   }
-  return true;
+  return false;
 }
 
 // The one dispatch of the three layers' row operations: an op with both

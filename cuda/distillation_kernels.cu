@@ -18,6 +18,7 @@ template <typename D>
 struct DistillationForwardOp {
   typedef D Dtype;
   static const int kInputs = 2;
+  static const int kStreamable = 0;  // it changes both cached rows
   Dtype beta;
   const Dtype* student;
   const Dtype* teacher;

@@ -42,6 +42,7 @@ template <typename D>
 struct InfogainForwardOp {
   typedef D Dtype;
   static const int kInputs = 1;
+  static const int kStreamable = 0;
   const Dtype* x;
   InfogainTargets<Dtype> targets;
   Dtype* prob;

@@ -11,6 +11,21 @@
 #include <cstddef>
 #include <cstdint>
 
+// A static shared array. Every kernel declares its static shared memory
+// through this macro, which the emulated test defines first so that its
+// launch rules count the bytes (tests/emulated/launch_rules.hpp; the
+// translation refuses any other static shared array).
+#ifndef CT_STATIC_SHARED
+#define CT_STATIC_SHARED(type, name, count) __shared__ type name[count]
+#endif
+
+// Every kernel is declared `__launch_bounds__(its largest launch, 1)`: the
+// bound lets ptxas budget registers for that many threads (the emulated test
+// fails a launch above it), and the second figure, one block per
+// multiprocessor, keeps it from trading registers for a second resident
+// block: without it CUDA 13's ptxas gave the double block rows 32 registers
+// and spilled.
+
 namespace caffe_temperature {
 
 const int kThreads = 256;
@@ -64,7 +79,9 @@ __device__ inline int64_t GlobalThread() {
 // *target = value from the device, ordered with the kernels around it (a
 // host copy would wait for them).
 template <typename T>
-__global__ void SetKernel(T* target, T value) { *target = value; }
+__global__ void __launch_bounds__(1, 1) SetKernel(T* target, T value) {
+  *target = value;
+}
 
 }  // namespace caffe_temperature
 

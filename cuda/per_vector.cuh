@@ -132,34 +132,37 @@ __device__ inline Vector PositionVector(const SoftmaxShape& s, int64_t p) {
 
 // inner > 1: one thread per position.
 template <typename Op>
-__global__ void PositionPerThreadKernel(const SoftmaxShape s, const Op op) {
+__global__ void __launch_bounds__(kThreads, 1)
+    PositionPerThreadKernel(const SoftmaxShape s, const Op op) {
   const int64_t p = GlobalThread();
   if (p >= static_cast<int64_t>(s.outer) * s.inner) return;
   op(ThreadGroup(), PositionVector(s, p));
 }
 
+// The largest block of the channel split: at 1024 threads (64 registers a
+// thread) ptxas spilled the double infogain forward's registers.
+const int kMaxSplitThreads = 512;
+
 // inner > 1 with few positions: kWarpSize positions per block, C split
 // between its warps (StripGroup).
 template <typename Dtype, typename Op>
-__global__ void PositionsPerBlockKernel(const SoftmaxShape s, const Op op) {
-  __shared__ Dtype scratch[kMaxThreadsPerBlock];
+__global__ void __launch_bounds__(kMaxSplitThreads, 1)
+    PositionsPerBlockKernel(const SoftmaxShape s, const Op op) {
+  CT_STATIC_SHARED(Dtype, scratch, kMaxSplitThreads);
   const int64_t positions = static_cast<int64_t>(s.outer) * s.inner;
   const int64_t p = static_cast<int64_t>(blockIdx.x) * kWarpSize +
                     threadIdx.x % kWarpSize;
   const int warps = static_cast<int>(blockDim.x / kWarpSize);
   const int warp = static_cast<int>(threadIdx.x / kWarpSize);
-  if (p < positions) {
-    const StripGroup<Dtype> g = {warp, warps, scratch};
-    op(g, PositionVector(s, p));
-    return;
-  }
-  // Lanes past the last position still reach every barrier: they follow
-  // the last position with no channel of their own and write nothing (no
-  // thread of theirs has first == 0).
-  const StripGroup<Dtype> idle = {warps, warps, scratch};
-  Vector v = PositionVector(s, positions - 1);
-  v.channels = 0;
-  op(idle, v);
+  // One call of the op for every lane, so that all reach its barriers from
+  // the same place (a barrier in divergent code is undefined): lanes past
+  // the last position take it with no channel of their own and write nothing
+  // (none of them has first == 0).
+  const bool idle = p >= positions;
+  Vector v = PositionVector(s, idle ? positions - 1 : p);
+  if (idle) v.channels = 0;
+  const StripGroup<Dtype> g = {idle ? warps : warp, warps, scratch};
+  op(g, v);
 }
 
 // The vector of row o (inner == 1).
@@ -170,7 +173,8 @@ __device__ inline Vector RowVector(int64_t o, int channels) {
 // inner == 1, C <= kMaxWarpRowChannels: one warp per row. Whole warps leave
 // together, so every shuffle sees the full warp.
 template <typename Op>
-__global__ void RowPerWarpKernel(const SoftmaxShape s, const Op op) {
+__global__ void __launch_bounds__(kThreads, 1)
+    RowPerWarpKernel(const SoftmaxShape s, const Op op) {
   const int64_t o = GlobalThread() / kWarpSize;
   if (o >= s.outer) return;
   const WarpGroup g = {static_cast<int>(threadIdx.x % kWarpSize)};
@@ -180,8 +184,9 @@ __global__ void RowPerWarpKernel(const SoftmaxShape s, const Op op) {
 // inner == 1, C > kMaxWarpRowChannels: one block per row; every thread of
 // the block reaches every barrier.
 template <typename Dtype, typename Op>
-__global__ void RowPerBlockKernel(const SoftmaxShape s, const Op op) {
-  __shared__ Dtype scratch[kWarpSize];
+__global__ void __launch_bounds__(kThreads, 1)
+    RowPerBlockKernel(const SoftmaxShape s, const Op op) {
+  CT_STATIC_SHARED(Dtype, scratch, kWarpSize);
   const BlockGroup<Dtype> g = {static_cast<int>(threadIdx.x),
                                static_cast<int>(blockDim.x), scratch};
   op(g, RowVector(blockIdx.x, s.channels));
@@ -190,13 +195,13 @@ __global__ void RowPerBlockKernel(const SoftmaxShape s, const Op op) {
 // How many warps share the channels of kWarpSize positions (inner > 1): 1
 // (a thread per position) once the positions alone give the GPU
 // kThreadsPerSm threads per multiprocessor, else doubled until they do, up
-// to a block of 1024 threads and no more warps than channels.
+// to a block of kMaxSplitThreads and no more warps than channels.
 inline int ChannelSplit(int64_t positions, int channels) {
   const int64_t enough =
       static_cast<int64_t>(DeviceAttribute(cudaDevAttrMultiProcessorCount)) *
       kThreadsPerSm;
   int warps = 1;
-  while (warps * kWarpSize < kMaxThreadsPerBlock && 2 * warps <= channels &&
+  while (warps * kWarpSize < kMaxSplitThreads && 2 * warps <= channels &&
          positions * warps < enough) {
     warps *= 2;
   }

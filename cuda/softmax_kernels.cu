@@ -38,6 +38,7 @@ template <typename D>
 struct ForwardOp {
   typedef D Dtype;
   static const int kInputs = 1;
+  static const int kStreamable = 0;
   const Dtype* x;
   BetaView<Dtype> beta;
   Dtype* y;
@@ -75,6 +76,8 @@ template <typename D>
 struct BackwardOp {
   typedef D Dtype;
   static const int kInputs = 2;
+  // Rows that do not fit twice: y cached, dy read twice (3 R + 1 W).
+  static const int kStreamable = 1;
   const Dtype* y;
   const Dtype* dy;
   BetaView<Dtype> beta;
@@ -86,7 +89,7 @@ struct BackwardOp {
                              [&](int64_t k, int) { return dy[k] * y[k]; });
     InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
   }
-  // y and dy read once.
+  // y and dy read once (dy twice where streamed).
   template <typename Row>
   __device__ void operator()(Row& row, int64_t r) const {
     const int64_t offset = r * row.channels;
@@ -112,6 +115,9 @@ template <typename D>
 struct BackwardWithBetaGradientOp {
   typedef D Dtype;
   static const int kInputs = 3;
+  // Rows that do not fit three times: x and y cached, dy read twice (once
+  // without dx): 4 R + 1 W.
+  static const int kStreamable = 1;
   const Dtype* x;
   const Dtype* y;
   const Dtype* dy;
@@ -137,7 +143,7 @@ struct BackwardWithBetaGradientOp {
     if (g.first == 0) position_grad[v.position] = dot_d - dot * mean;
     if (dx) InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
   }
-  // x, y and dy read once.
+  // x, y and dy read once (dy twice where streamed).
   template <typename Row>
   __device__ void operator()(Row& row, int64_t r) const {
     const int64_t offset = r * row.channels;
@@ -145,7 +151,7 @@ struct BackwardWithBetaGradientOp {
     row.template Load<1>(y + offset);
     row.template Load<2>(dy + offset);
     Dtype m = -INFINITY;
-    row.ForEach([&](int, Dtype& x_c, Dtype&, Dtype&) { m = MaxOp()(m, x_c); });
+    row.template ForEachOf<0>([&](int, Dtype& x_c) { m = MaxOp()(m, x_c); });
     m = row.AllReduce(m, MaxOp());
     Dtype dot = 0, mean = 0, dot_d = 0;
     row.ForEach([&](int, Dtype& x_c, Dtype& y_c, Dtype& dy_c) {
@@ -193,8 +199,8 @@ struct PieceSumOp {
 
 // *first = min(*first, i) for every i with is_bad(values[i]).
 template <typename Dtype, typename Predicate>
-__global__ void FindFirstKernel(int n, const Dtype* values,
-                                Predicate is_bad, int* first) {
+__global__ void __launch_bounds__(kThreads, 1)
+    FindFirstKernel(int n, const Dtype* values, Predicate is_bad, int* first) {
   const int64_t i = GlobalThread();
   if (i < n && is_bad(values[i])) atomicMin(first, static_cast<int>(i));
 }

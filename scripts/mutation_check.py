@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Plants known kernel bugs in a copy of cuda/ and counts how many the
-emulated GPU test (gpu_kernels_emulated) catches.
+emulated GPU test (gpu_kernels_emulated, run by CTest for every emulated
+architecture) catches.
 
     scripts/mutation_check.py [--build-dir build] [--hip-cpu-dir DIR] [--only N ...]
 
-Run by hand (it rebuilds the test once per mutation: about a minute each on
+Run by hand (it rebuilds the test once per mutation: a few minutes each on
 two cores). The repository is copied into a temporary folder first, so the
 working tree is never touched. Caffe_DIR and HIP-CPU are taken from the
 given, already configured build unless given.
@@ -55,12 +56,37 @@ MUTATIONS = (
              "cuda/per_vector.cuh", "for (int w = 1; w < step; ++w) {",
              "for (int w = 1; w < step - 1; ++w) {"),
     Mutation("split channels: idle lanes write the last position",
-             "cuda/per_vector.cuh", "idle = {warps, warps, scratch};",
-             "idle = {warp, warps, scratch};"),
+             "cuda/per_vector.cuh", "g = {idle ? warps : warp, warps, scratch};",
+             "g = {warp, warps, scratch};"),
     Mutation("split channels: every warp takes the same channels",
              "cuda/per_vector.cuh",
-             "const StripGroup<Dtype> g = {warp, warps, scratch};",
-             "const StripGroup<Dtype> g = {0, warps, scratch};"),
+             "g = {idle ? warps : warp, warps, scratch};",
+             "g = {idle ? warps : 0, warps, scratch};"),
+    Mutation("split channels: idle lanes call the op from a second place "
+             "(a divergent barrier)", "cuda/per_vector.cuh",
+             "  const StripGroup<Dtype> g = {idle ? warps : warp, warps, scratch};\n"
+             "  op(g, v);",
+             "  if (!idle) {\n    op(StripGroup<Dtype>{warp, warps, scratch}, v);\n"
+             "    return;\n  }\n  op(StripGroup<Dtype>{warps, warps, scratch}, v);"),
+    Mutation("a launch above its kernel's __launch_bounds__",
+             "cuda/per_vector.cuh",
+             "__launch_bounds__(kThreads, 1)\n    PositionPerThreadKernel",
+             "__launch_bounds__(kThreads / 2, 1)\n    PositionPerThreadKernel"),
+    Mutation("launch rules: the opt-in to more shared memory dropped",
+             "cuda/cached_row.cuh",
+             "  if (bytes + BlockRowStaticBytes<typename Op::Dtype>() >\n"
+             "      kDefaultSharedBytes) {", "  if (false) {"),
+    Mutation("launch rules: the opt-in below the request",
+             "cuda/cached_row.cuh", "static_cast<int>(bytes)),",
+             "static_cast<int>(bytes) - 16),"),
+    Mutation("launch rules: a 2048-thread block", "cuda/cached_row.cuh",
+             "std::min(kMaxThreadsPerBlock, std::max(4, warps) * kWarpSize);",
+             "std::min(2 * kMaxThreadsPerBlock, std::max(4, warps) * kWarpSize);"),
+    Mutation("launch rules: a static array pushes the shared memory past the "
+             "limit", "cuda/cached_row.cuh",
+             "  CT_STATIC_SHARED(Dtype, scratch, kBlockRowScratch);",
+             "  CT_STATIC_SHARED(Dtype, scratch, kBlockRowScratch);\n"
+             "  CT_STATIC_SHARED(Dtype, spare, kWarpSize);"),
     Mutation("dropped normalisation of the softmax", "cuda/softmax_kernels.cu",
              "y[k] = Exp(b * (x[k] - m)) / sum;", "y[k] = Exp(b * (x[k] - m));"),
     Mutation("warp-cached row reads past its end", "cuda/cached_row.cuh",
@@ -80,8 +106,11 @@ MUTATIONS = (
              "value[I][j * V + t] = pack.v[t];",
              "value[I][j * V + t] = pack.v[0];"),
     Mutation("block-cached row loads every other chunk", "cuda/cached_row.cuh",
-             "q += blockDim.x) {\n      to[q] = from[q];",
-             "q += 2 * blockDim.x) {\n      to[q] = from[q];"),
+             "q += blockDim.x) {\n        to[q] = from[q];",
+             "q += 2 * blockDim.x) {\n        to[q] = from[q];"),
+    Mutation("block row: a streamed input read one chunk off",
+             "cuda/cached_row.cuh", "return streamed[I - kCached][q];",
+             "return streamed[I - kCached][q + 1];"),
     Mutation("vector loads on misaligned pointers", "cuda/cached_row.cuh",
              "return reinterpret_cast<uintptr_t>(p) % bytes == 0 &&",
              "return true ||"),
@@ -163,22 +192,34 @@ def run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProc
 
 
 def build_and_test(build: Path) -> tuple[str, str]:
-    """('pass' | 'fail' | 'build error' | 'crash' | 'timeout', detail)."""
+    """('pass' | 'fail' | 'launch rule' | 'build error' | 'crash' | 'timeout',
+    detail).
+
+    The test runs once per emulated architecture (gpu_kernels_emulated_sm_NN,
+    both at once), as CTest runs it.
+    """
     built = run(["cmake", "--build", str(build), "--target",
                  "gpu_kernels_emulated", "-j2"], build, 1800)
     if built.returncode != 0:
         return "build error", built.stdout[-400:]
     try:
-        tested = run([str(build / "tests" / "gpu_kernels_emulated")], build, 900)
+        tested = run(["ctest", "-R", "^gpu_kernels_emulated_sm_",
+                      "--output-on-failure", "-j2"], build, 1800)
     except subprocess.TimeoutExpired:
         return "timeout", ""
-    failed = sorted(set(re.findall(r"^\[  FAILED  \] (\S+?)(?:,|$)",
-                                   tested.stdout, re.MULTILINE)))
     if tested.returncode == 0:
         return "pass", ""
+    failed = sorted(set(re.findall(r"^\[  FAILED  \] (\S+?)(?:,|$)",
+                                   tested.stdout, re.MULTILINE)))
     if failed:
         return "fail", " ".join(failed)
-    return "crash", f"exit status {tested.returncode}"
+    # A broken launch rule stops the test with the kernel, the rule and
+    # the figures.
+    broken = re.search(r"launch rule broken on the emulated (.*)$",
+                       tested.stdout, re.MULTILINE)
+    if broken:
+        return "launch rule", broken.group(1)[:300]
+    return "crash", tested.stdout[-300:]
 
 
 def check(mutation: Mutation, work: Path, build: Path) -> tuple[str, str]:

@@ -169,22 +169,21 @@ std::string Describe(const SoftmaxShape& s) {
 }
 
 // Reaches every path of the dispatch (cuda/cached_row.cuh, then
-// cuda/per_vector.cuh), with the device the shim reports (an H100: 132
-// multiprocessors, 227 KiB of shared memory per block, which caches rows of
-// up to 57856 floats for one input, 28928 for two, 19285 for three, and half
-// as many doubles):
+// cuda/per_vector.cuh) on either emulated device (sm_75: 40 multiprocessors,
+// 64 KiB of shared memory per block; sm_90: 132 and 227 KiB), the rows
+// at the limits of shared memory coming from SharedMemoryShapes below:
 // - inner = 1, a warp per row with the row in registers: every width of
 //   1 to 32 values per lane (C = 1, 31/32/33, 62, 100, 200, 500, 1000/1024),
 //   in vectors (C a multiple of 4 floats or 2 doubles) and not;
 // - inner = 1, a block per row in shared memory: C just above 1024 (and
 //   double's three-input rows from 513), scalar (1025) and in vectors
-//   (5000), at the three-input limit (19285) and one past it (19286);
+//   (5000);
 // - inner = 1, the multi-pass block kernel past the cache: 40000 (double,
 //   and float with two or three inputs), 60000 (float, one input);
 // - inner > 1: the channels split across the warps of a block while the
-//   positions are fewer than 132 * 1024 (the last block partly idle, the
-//   softmax over axis 0 of (1000, 256)), a thread per position beyond
-//   (140000 positions) or with C = 1;
+//   positions are fewer than 1024 per multiprocessor (the last block partly
+//   idle, the softmax over axis 0 of (1000, 256)), a thread per position
+//   beyond (140000 positions) or with C = 1;
 // - several blocks of each with the last one partly idle, and no position
 //   at all.
 std::vector<SoftmaxShape> Shapes() {
@@ -194,8 +193,6 @@ std::vector<SoftmaxShape> Shapes() {
     shapes.push_back({c <= 1024 ? 19 : (c <= 5000 ? 5 : 2), c, 1});
     shapes.push_back({2, c, c <= 1024 ? 7 : 3});
   }
-  shapes.push_back({2, 19285, 1});
-  shapes.push_back({2, 19286, 1});
   shapes.push_back({2, 60000, 1});
   shapes.push_back({1, 33, 300});  // axis 0: one outer, ten blocks of 32
   shapes.push_back({1, 1000, 256});  // axis 0 of (1000, 256)
@@ -206,6 +203,44 @@ std::vector<SoftmaxShape> Shapes() {
   shapes.push_back({0, 2000, 1});
   shapes.push_back({0, 10, 4});
   shapes.push_back({3, 10, 0});
+  return shapes;
+}
+
+// Rows at the limits of a block's shared memory on the emulated device, for
+// one, two and three cached inputs (the forward, the backward and the
+// distillation forward, the backward with beta gradient): a dynamic part of
+// exactly 48 KiB, which with the kernel's static scratch needs the opt-in
+// (C = 12288, 6144, 4096 floats); the longest row that fits the device's
+// opt-in maximum with the scratch (kScratchValues) beside it, and one longer
+// (on sm_90: 58080, 29040, 19360 floats and one more each); and an odd C
+// (scalar loads) between the limits of k and k - 1 inputs, where the
+// backwards cache all but dy (cuda/cached_row.cuh).
+const int kScratchValues = 32;  // a value per warp, for the reductions
+
+template <typename Dtype>
+std::vector<SoftmaxShape> SharedMemoryShapes() {
+  const size_t optin = ct_emulation::Device().optin_shared;
+  const size_t scratch = kScratchValues * sizeof(Dtype);
+  std::vector<SoftmaxShape> shapes;
+  int previous = 0;
+  for (int inputs = 1; inputs <= 3; ++inputs) {
+    const size_t row = inputs * sizeof(Dtype);
+    const int longest = static_cast<int>((optin - scratch) / row);
+    shapes.push_back({2, static_cast<int>(48 * 1024 / row), 1});
+    shapes.push_back({2, longest, 1});
+    shapes.push_back({2, longest + 1, 1});
+    if (previous) shapes.push_back({2, ((longest + previous) / 2) | 1, 1});
+    previous = longest;
+  }
+  return shapes;
+}
+
+// Shapes() and SharedMemoryShapes().
+template <typename Dtype>
+std::vector<SoftmaxShape> AllShapes() {
+  std::vector<SoftmaxShape> shapes = Shapes();
+  const std::vector<SoftmaxShape> limits = SharedMemoryShapes<Dtype>();
+  shapes.insert(shapes.end(), limits.begin(), limits.end());
   return shapes;
 }
 
@@ -263,7 +298,7 @@ TYPED_TEST_SUITE(GpuKernelsEmulated, Dtypes);
 TYPED_TEST(GpuKernelsEmulated, SoftmaxFamilyMatchesCpu) {
   typedef TypeParam Dtype;
   std::mt19937 rng(1);
-  for (const SoftmaxShape& s : Shapes()) {
+  for (const SoftmaxShape& s : AllShapes<Dtype>()) {
     for (bool special : {false, true}) {
       const std::vector<Dtype> x = Logits<Dtype>(s, &rng, special);
       const std::vector<Dtype> dy = Uniform<Dtype>(s.count(), -1, 1, &rng);
@@ -601,7 +636,7 @@ TYPED_TEST(GpuKernelsEmulated, InfogainReportsTheFirstBadLabel) {
 TYPED_TEST(GpuKernelsEmulated, DistillationMatchesCpu) {
   typedef TypeParam Dtype;
   std::mt19937 rng(6);
-  for (const SoftmaxShape& s : Shapes()) {
+  for (const SoftmaxShape& s : AllShapes<Dtype>()) {
     for (bool special : {false, true}) {
       for (bool with_label : {false, true}) {
         for (const IgnoreLabel& ignore : IgnoreSettings()) {
