@@ -15,13 +15,12 @@ A layer row reads as a multiple of the larger of the two.
 
 from __future__ import annotations
 
-import importlib
 import math
 from types import ModuleType
 
 import numpy as np
 
-from caffe_temperature._cli import ToolError, one_line
+from caffe_temperature import _cli
 from caffe_temperature.bench import candidates as cand
 from caffe_temperature.bench.candidates import Runs
 
@@ -34,15 +33,8 @@ EXP_FLOOR_MAX_BLOCK = 32768
 
 def load_native() -> ModuleType:
     """The plugin's _native module, which the floors run; a ToolError without it."""
-    try:
-        import caffe_temperature
-
-        caffe_temperature.load_plugin()
-        return importlib.import_module("caffe_temperature._native")
-    except (ImportError, OSError) as err:
-        raise ToolError(f"the floor rows need the plugin's compiled _native module, which cannot be loaded "
-                        f"({one_line(err) or type(err).__name__}); build it (cmake --build build --target "
-                        "_native) or install the plugin") from None
+    return _cli.load_native("the benchmark's floor pass",
+                            "; build it (cmake --build build --target _native) or install the plugin")
 
 
 def exp_floor_block(shape: tuple[int, ...]) -> int:
