@@ -26,5 +26,5 @@ if [[ ${CAFFE_TEMPERATURE_NO_PEERS:-0} != 1 ]] \
 fi
 mkdir -p "$BUILD_DIR/bench"
 cd "$ROOT"
-exec python -m caffe_temperature.bench --json "$BUILD_DIR/bench/bench.json" \
+exec python -m caffe_temperature.bench -o "$BUILD_DIR/bench/bench.json" \
   --plot "$BUILD_DIR/bench/bench.png" "$@"

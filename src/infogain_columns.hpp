@@ -26,21 +26,53 @@ CT_INLINE void StripClasses(const int* position_classes,
   }
 }
 
+// Column c of H at column[c] (its classes padded to kClasses), for
+// HColumns<float> to look up. Built once per kernel call by the entry point
+// and shared, read-only, by the threads: the kernel struct that each clone
+// copies (kernel_layout.hpp) then holds a pointer instead of 4 KiB, and
+// stays small enough for GCC to keep its members in registers (with the
+// table inside, the row gradient of 3300 x 21 took 1.1x the instructions,
+// its members reloaded from the stack at every row).
+template <typename Dtype>
+struct HColumnTable {
+  // Double strips gather (a vector holds too few doubles to gain).
+  HColumnTable(const Dtype* /*H*/, int /*channels*/, bool /*strips*/) {}
+};
+
+template <>
+struct HColumnTable<float> {
+  static const int kClasses = 32;
+  typedef float Floats __attribute__((vector_size(32)));
+  // strips: whether the kernel's strips will look columns up.
+  HColumnTable(const float* H, int channels, bool strips)
+      : built(strips && channels <= kClasses) {
+    if (!built) return;
+    for (int c = 0; c < channels; ++c) {
+      std::fill(column[c], column[c] + kClasses / 8, Floats{});
+      for (int l = 0; l < channels; ++l) {
+        column[c][l / 8][l % 8] = H[l * channels + c];
+      }
+    }
+  }
+  HColumnTable(const HColumnTable&) = delete;
+  HColumnTable& operator=(const HColumnTable&) = delete;
+  bool built;
+  // Vectors of 8 classes, which HColumns loads as they are.
+  Floats column[kClasses][kClasses / 8];
+};
+
 // H[l_i, c + k] for the positions i of a strip and the channels c + k of a
 // group, for the strip loops to read as plain arrays h[k]. Each position has
 // its own label, so this is a gather, which x86 does one element at a time
 // (AVX2's gather instruction was slower still): at 8 x 21 x 128 x 128 it took
-// a third of the infogain backward. For floats and at most kTableClasses
-// classes, column c of H fits in four 8-float registers and a vector of 8
-// positions looks its values up with register permutes (vpermps) instead,
-// the permute indices and table selections of its labels shared by the
-// group's channels.
+// a third of the infogain backward. For floats and at most kClasses classes,
+// column c of H fits in four 8-float registers and a vector of 8 positions
+// looks its values up with register permutes (vpermps) instead, the permute
+// indices and table selections of its labels shared by the group's channels.
 template <typename Dtype>
 class HColumns {
  public:
-  // table: whether the strips will look columns up (the float version's
-  // tables are built for them).
-  HColumns(const Dtype* H, int channels, bool /*table*/)
+  HColumns(const Dtype* H, int channels, const HColumnTable<Dtype>& /*table*/)
       : H_(H), channels_(channels) {}
   template <typename Group>
   CT_INLINE void Fill(int c, Group group, const int* classes, int w,
@@ -59,26 +91,14 @@ class HColumns {
 template <>
 class HColumns<float> {
  public:
-  static const int kTableClasses = 32;
-  HColumns(const float* H, int channels, bool table)
-      : H_(H), channels_(channels), table_(table) {
-    if (!table || channels > kTableClasses) return;
-    for (int c = 0; c < channels; ++c) {
-      std::fill(columns_[c], columns_[c] + kTableClasses, 0.0f);
-      for (int l = 0; l < channels; ++l) columns_[c][l] = H[l * channels + c];
-    }
-  }
-  // A copy (each clone's, kernel_layout.hpp) builds its own table, if any:
-  // copying the 4 KiB made the row gradient of 64 x 1000, which needs none,
-  // take 1.2x the instructions.
-  HColumns(const HColumns& other)
-      : HColumns(other.H_, other.channels_, other.table_) {}
-  HColumns& operator=(const HColumns&) = delete;
+  HColumns(const float* H, int channels, const HColumnTable<float>& table)
+      : H_(H), channels_(channels),
+        columns_(table.built ? table.column : nullptr) {}
   template <typename Group>
   CT_INLINE void Fill(int c, Group group, const int* classes, int w,
                       float (*h)[kStrip]) const {
     int i = 0;
-    switch (channels_ <= kTableClasses ? (channels_ + 7) / 8 : 0) {
+    switch (columns_ ? (channels_ + 7) / 8 : 0) {
       case 1: i = FillTables<1>(c, group, classes, w, h); break;
       case 2: i = FillTables<2>(c, group, classes, w, h); break;
       case 3: i = FillTables<3>(c, group, classes, w, h); break;
@@ -96,7 +116,7 @@ class HColumns<float> {
   template <int kTables, typename Group>
   CT_INLINE int FillTables(int c, Group group, const int* classes, int w,
                            float (*h)[kStrip]) const {
-    typedef float Floats __attribute__((vector_size(32)));
+    typedef HColumnTable<float>::Floats Floats;
     typedef int Ints __attribute__((vector_size(32)));
     int i = 0;
     for (; i + 8 <= w; i += 8) {
@@ -104,8 +124,7 @@ class HColumns<float> {
       std::memcpy(&l, classes + i, sizeof l);
       const Ints low = l & 7, high = l >> 3;
       for (int k = 0; k < group(); ++k) {
-        Floats table[kTables];
-        std::memcpy(table, columns_[c + k], sizeof table);
+        const Floats* table = columns_[c + k];
         Floats v = __builtin_shuffle(table[0], low);
         for (int t = 1; t < kTables; ++t) {
           v = high == t ? __builtin_shuffle(table[t], low) : v;
@@ -118,8 +137,8 @@ class HColumns<float> {
 
   const float* H_;
   int channels_;
-  bool table_;
-  alignas(32) float columns_[kTableClasses][kTableClasses];
+  const HColumnTable<float>::Floats (*columns_)[HColumnTable<float>::kClasses /
+                                                8];
 };
 
 }  // namespace caffe_temperature

@@ -89,12 +89,11 @@ struct InfogainForward : LayoutKernel {
   static const bool kShortRowTiles = true;
   InfogainForward(const SoftmaxShape& shape, const Dtype* x,
                   const int* position_classes, const Dtype* H,
-                  const Dtype* sum_rows_H, Dtype* prob, Dtype* item_loss,
-                  Dtype* extremes)
+                  const Dtype* sum_rows_H, const HColumnTable<Dtype>& table,
+                  Dtype* prob, Dtype* item_loss, Dtype* extremes)
       : C(shape.channels), x(x), classes(position_classes), H(H),
         sum_rows_H(sum_rows_H), y(prob), item_loss(item_loss),
-        extremes(extremes),
-        columns(H, shape.channels, UsesStrips<InfogainForward>(shape)) {}
+        extremes(extremes), columns(H, shape.channels, table) {}
 
   CT_INLINE void RowBody(int o) const {
     const Dtype* xo = x + o * C;
@@ -193,10 +192,11 @@ template <typename Dtype>
 struct InfogainBackward : LayoutKernel {
   InfogainBackward(const SoftmaxShape& shape, const Dtype* prob,
                    const int* position_classes, const Dtype* H,
-                   const Dtype* sum_rows_H, Dtype scale, Dtype* dx)
+                   const Dtype* sum_rows_H, const HColumnTable<Dtype>& table,
+                   Dtype scale, Dtype* dx)
       : C(shape.channels), prob(prob), classes(position_classes), H(H),
         sum_rows_H(sum_rows_H), scale(scale), dx(dx),
-        columns(H, shape.channels, UsesStrips<InfogainBackward>(shape)) {
+        columns(H, shape.channels, table) {
     stream = StreamsOutput(shape.count(), sizeof(Dtype));
   }
 
@@ -269,9 +269,11 @@ Dtype InfogainLossForwardCPU(const SoftmaxShape& shape, const Dtype* x,
                              bool* plus_inf, bool* minus_inf) {
   const int items = LayoutItems<InfogainForward<Dtype> >(shape);
   std::vector<Dtype> item_loss(items), extremes(2 * items);
+  const HColumnTable<Dtype> table(H, shape.channels,
+                                  UsesStrips<InfogainForward<Dtype> >(shape));
   RunLayout(shape, InfogainForward<Dtype>(shape, x, position_classes, H,
-                                          sum_rows_H, prob, item_loss.data(),
-                                          extremes.data()));
+                                          sum_rows_H, table, prob,
+                                          item_loss.data(), extremes.data()));
   // In item order, on one thread: the same sum for any thread count.
   Dtype loss = 0, most = 0, least = 0;
   for (int t = 0; t < items; ++t) {
@@ -288,8 +290,10 @@ template <typename Dtype>
 void InfogainLossBackwardCPU(const SoftmaxShape& shape, const Dtype* prob,
                              const int* position_classes, const Dtype* H,
                              const Dtype* sum_rows_H, Dtype scale, Dtype* dx) {
+  const HColumnTable<Dtype> table(
+      H, shape.channels, UsesStrips<InfogainBackward<Dtype> >(shape));
   RunLayout(shape, InfogainBackward<Dtype>(shape, prob, position_classes, H,
-                                           sum_rows_H, scale, dx));
+                                           sum_rows_H, table, scale, dx));
 }
 
 CT_INSTANTIATE_INFOGAIN_KERNELS(float)

@@ -29,7 +29,7 @@ def run_bench(shapes: List[str], json_path: pathlib.Path) -> bool:
                *shapes, "--repeat", "3", "--block-ms", "2",
                # A smoke run is short and the machine may be busy: a wide
                # spread is expected here, and would otherwise blank every ratio.
-               "--max-spread", "10", "--json",
+               "--max-spread", "10", "-o",
                str(json_path)]
     result = subprocess.run(command, capture_output=True, text=True,
                             check=False)

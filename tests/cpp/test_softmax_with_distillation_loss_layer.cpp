@@ -33,13 +33,6 @@ const int kIgnoreLabel = -1;
 
 // The reference below is the plain kernel of reference_kernels.hpp, in
 // double: T^2 KL(softmax(t / T) || softmax(s / T)) / norm.
-template <typename Dtype>
-SoftmaxShape ShapeOf(const Blob<Dtype>& blob, int axis) {
-  const int a = blob.CanonicalAxisIndex(axis);
-  const SoftmaxShape shape = {blob.count(0, a), blob.shape(a),
-                              blob.count(a + 1)};
-  return shape;
-}
 
 // q = softmax(student / T) and each position's KL divergence (0 where the
 // label is ignored), in double, from the blobs' values; returns the number
@@ -49,10 +42,8 @@ int ReferenceKl(const Blob<Dtype>& student, const Blob<Dtype>& teacher,
                 const Blob<Dtype>* label, int axis, double temperature,
                 vector<double>* q, vector<double>* kl) {
   const SoftmaxShape shape = ShapeOf(student, axis);
-  const vector<double> s(student.cpu_data(),
-                         student.cpu_data() + student.count());
-  const vector<double> t(teacher.cpu_data(),
-                         teacher.cpu_data() + teacher.count());
+  const vector<double> s = InDouble(student.cpu_data(), student.count());
+  const vector<double> t = InDouble(teacher.cpu_data(), teacher.count());
   vector<double> valid(shape.positions(), 1), p(s.size()), scratch;
   for (int pos = 0; label && pos < shape.positions(); ++pos) {
     valid[pos] = label->cpu_data()[pos] != kIgnoreLabel;
@@ -63,20 +54,6 @@ int ReferenceKl(const Blob<Dtype>& student, const Blob<Dtype>& teacher,
       shape, 1 / temperature, s.data(), t.data(), valid.data(), q->data(),
       p.data(), kl->data(), &scratch);
   return static_cast<int>(std::count(valid.begin(), valid.end(), 1.0));
-}
-
-double ReferenceNormalizer(LossParameter_NormalizationMode mode,
-                           const SoftmaxShape& shape, int valid) {
-  switch (mode) {
-    case caffe::LossParameter_NormalizationMode_FULL:
-      return shape.positions();
-    case caffe::LossParameter_NormalizationMode_VALID:
-      return std::max(valid, 1);
-    case caffe::LossParameter_NormalizationMode_BATCH_SIZE:
-      return shape.outer;
-    default:
-      return 1;
-  }
 }
 
 template <typename Dtype>

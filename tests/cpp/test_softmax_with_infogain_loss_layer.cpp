@@ -15,6 +15,7 @@
 #include "caffe/net.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
 #include "caffe/util/io.hpp"
+#include "caffe_temperature/reference_kernels.hpp"
 #include "caffe_temperature/softmax_with_infogain_loss_layer.hpp"
 #include "test_util.hpp"
 
@@ -31,10 +32,51 @@ using caffe::LossParameter_NormalizationMode;
 using caffe::Net;
 using caffe::NetParameter;
 using caffe::SoftmaxWithInfogainLossLayer;
+using caffe_temperature::SoftmaxShape;
 using std::string;
 using std::vector;
 
 const int kIgnoreLabel = 255;
+
+// The loss of x softmaxed over param's axis, labels `label` (kIgnoreLabel
+// ignored when has_ignore) and infogain matrix H, from the plain kernels of
+// reference_kernels.hpp in double; the gradient (top diff 1) to `grad`, the
+// probabilities to `prob` if given.
+template <typename Dtype>
+double InfogainReference(const Blob<Dtype>& x, const Blob<Dtype>& label,
+                         const Blob<Dtype>& H, const LayerParameter& param,
+                         bool has_ignore, LossParameter_NormalizationMode mode,
+                         vector<double>* grad, vector<double>* prob = NULL) {
+  const SoftmaxShape shape = ShapeOf(x, param.infogain_loss_param().axis());
+  const int C = shape.channels;
+  const vector<double> xd = InDouble(x.cpu_data(), x.count());
+  const vector<double> h = InDouble(H.cpu_data(), H.count());
+  vector<int> classes(shape.positions());
+  for (int pos = 0; pos < shape.positions(); ++pos) {
+    const int l = static_cast<int>(label.cpu_data()[pos]);
+    classes[pos] = has_ignore && l == kIgnoreLabel ? -1 : l;
+  }
+  vector<double> sum_rows_H(C, 0), p(x.count());
+  for (int l = 0; l < C; ++l) {
+    for (int c = 0; c < C; ++c) sum_rows_H[l] += h[l * C + c];
+  }
+  bool plus_inf, minus_inf;
+  double loss = caffe_temperature::reference::InfogainLossForwardCPU(
+      shape, xd.data(), classes.data(), h.data(), sum_rows_H.data(), p.data(),
+      &plus_inf, &minus_inf);
+  const double inf = std::numeric_limits<double>::infinity();
+  if (plus_inf) loss += inf;
+  if (minus_inf) loss -= inf;
+  const int valid = static_cast<int>(
+      classes.size() - std::count(classes.begin(), classes.end(), -1));
+  const double norm = ReferenceNormalizer(mode, shape, valid);
+  grad->resize(x.count());
+  caffe_temperature::reference::InfogainLossBackwardCPU(
+      shape, p.data(), classes.data(), h.data(), sum_rows_H.data(), 1 / norm,
+      grad->data());
+  if (prob) *prob = p;
+  return loss / norm;
+}
 
 template <typename TypeParam>
 class SoftmaxWithInfogainLossLayerTest : public MultiDeviceTest<TypeParam> {
@@ -60,7 +102,6 @@ class SoftmaxWithInfogainLossLayerTest : public MultiDeviceTest<TypeParam> {
     axis = x_.CanonicalAxisIndex(axis);
     C_ = x_.shape(axis);
     inner_ = x_.count(axis + 1);
-    outer_ = x_.count(0, axis);
     // x's shape without the softmax axis, so that stock loss layers, which
     // want x and label to share their first axis, accept it too.
     vector<int> label_shape = x_.shape();
@@ -110,45 +151,13 @@ class SoftmaxWithInfogainLossLayerTest : public MultiDeviceTest<TypeParam> {
     return loss_.cpu_data()[0];
   }
 
-  // docs/spec.md's formulas in double, from the log-sum-exp; fills `grad` (with
-  // top diff 1) and returns the loss.
+  // docs/spec.md's loss (returned) and gradient (to `grad`, with top diff
+  // 1) from the plain kernels of reference_kernels.hpp in double, and the
+  // probabilities to `prob` if given.
   double Reference(LossParameter_NormalizationMode mode, bool has_ignore,
-                   vector<double>* grad) {
-    const Dtype* x = x_.cpu_data();
-    const Dtype* h = H_.cpu_data();
-    grad->assign(x_.count(), 0);
-    double loss = 0;
-    int valid = 0;
-    for (int o = 0; o < outer_; ++o) {
-      for (int i = 0; i < inner_; ++i) {
-        const int l = static_cast<int>(label_.cpu_data()[o * inner_ + i]);
-        if (has_ignore && l == kIgnoreLabel) continue;
-        ++valid;
-        const int base = o * C_ * inner_ + i;
-        double m = x[base];
-        for (int c = 1; c < C_; ++c) m = std::max(m, double(x[base + c * inner_]));
-        double sum = 0;
-        for (int c = 0; c < C_; ++c) sum += std::exp(x[base + c * inner_] - m);
-        double row_sum = 0;
-        for (int c = 0; c < C_; ++c) row_sum += h[l * C_ + c];
-        for (int c = 0; c < C_; ++c) {
-          const double log_p = x[base + c * inner_] - m - std::log(sum);
-          // 0 log 0 = 0 where a -inf logit makes log_p -inf.
-          if (h[l * C_ + c] != 0) loss -= h[l * C_ + c] * log_p;
-          (*grad)[base + c * inner_] = std::exp(log_p) * row_sum - h[l * C_ + c];
-        }
-      }
-    }
-    double norm = 1;
-    switch (mode) {
-      case LossParameter::FULL: norm = outer_ * inner_; break;
-      case LossParameter::VALID: norm = valid; break;
-      case LossParameter::BATCH_SIZE: norm = outer_; break;
-      case LossParameter::NONE: norm = 1; break;
-    }
-    norm = std::max(norm, 1.0);
-    for (double& g : *grad) g /= norm;
-    return loss / norm;
+                   vector<double>* grad, vector<double>* prob = NULL) {
+    return InfogainReference(x_, label_, H_, layer_param_, has_ignore, mode,
+                             grad, prob);
   }
 
   // |a - b| within tol relative to max(1, |b|).
@@ -176,7 +185,7 @@ class SoftmaxWithInfogainLossLayerTest : public MultiDeviceTest<TypeParam> {
 
   Blob<Dtype> x_, label_, H_, loss_, prob_;
   LayerParameter layer_param_;
-  int C_, inner_, outer_;
+  int C_, inner_;
 };
 
 TYPED_TEST_CASE(SoftmaxWithInfogainLossLayerTest, TestDtypesAndDevices);
@@ -252,15 +261,10 @@ TYPED_TEST(SoftmaxWithInfogainLossLayerTest, TestProbTop) {
   layer.SetUp(bottom, top);
   layer.Forward(bottom, top);
   ASSERT_EQ(this->prob_.shape(), this->x_.shape());
-  const int C = this->C_, inner = this->inner_;
-  for (int pos = 0; pos < this->label_.count(); ++pos) {
-    const int base = (pos / inner) * C * inner + pos % inner;
-    double sum = 0;
-    for (int c = 0; c < C; ++c) sum += std::exp(this->x_.cpu_data()[base + c * inner]);
-    for (int c = 0; c < C; ++c) {
-      EXPECT_NEAR(this->prob_.cpu_data()[base + c * inner],
-                  std::exp(this->x_.cpu_data()[base + c * inner]) / sum, 1e-6);
-    }
+  vector<double> grad, prob;
+  this->Reference(LossParameter::VALID, false, &grad, &prob);
+  for (int i = 0; i < this->x_.count(); ++i) {
+    EXPECT_NEAR(this->prob_.cpu_data()[i], prob[i], 1e-6) << i;
   }
 }
 
@@ -500,19 +504,11 @@ TYPED_TEST(SoftmaxWithInfogainLossLayerTest, TestForceBackwardWithBottomH) {
   std::copy(labels, labels + 4, net.blob_by_name("label")->mutable_cpu_data());
   std::copy(h, h + 9, net.blob_by_name("H")->mutable_cpu_data());
   const Dtype loss = net.ForwardBackward();
-  double expected_loss = 0;
-  for (int n = 0; n < 4; ++n) {
-    const Dtype* xn = logits + 3 * n;
-    const double lse = std::log(std::exp(xn[0]) + std::exp(xn[1]) +
-                                std::exp(xn[2]));
-    const int l = static_cast<int>(labels[n]);
-    for (int c = 0; c < 3; ++c) {
-      expected_loss -= h[3 * l + c] * (xn[c] - lse) / 4;
-      const double grad = (std::exp(xn[c] - lse) * (h[3 * l] + h[3 * l + 1] +
-                           h[3 * l + 2]) - h[3 * l + c]) / 4;
-      EXPECT_NEAR(x->cpu_diff()[3 * n + c], grad, 1e-6);
-    }
-  }
+  vector<double> grad;
+  const double expected_loss = InfogainReference(
+      *x, *net.blob_by_name("label"), *net.blob_by_name("H"),
+      param.layer(1), false, LossParameter::VALID, &grad);
+  for (int i = 0; i < 12; ++i) EXPECT_NEAR(x->cpu_diff()[i], grad[i], 1e-6);
   EXPECT_NEAR(loss, expected_loss, 1e-5);
 }
 

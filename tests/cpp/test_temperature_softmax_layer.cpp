@@ -8,6 +8,7 @@
 #include "caffe/layers/softmax_layer.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe_temperature/reference_kernels.hpp"
 #include "caffe_temperature/temperature_softmax_layer.hpp"
 #include "test_util.hpp"
 
@@ -17,6 +18,7 @@ using caffe::Blob;
 using caffe::Caffe;
 using caffe::LayerParameter;
 using caffe::TemperatureSoftmaxLayer;
+using caffe_temperature::SoftmaxShape;
 using std::vector;
 
 // Where the layer reads beta from: scale_param's filler, or bottom[1] with
@@ -40,8 +42,7 @@ void SetFillerBeta(LayerParameter* param, float beta) {
 }
 
 // The layer's outputs computed in double from the same (rounded) inputs, and
-// the size of the terms each gradient is summed from: rounding errors scale
-// with those, not with the (possibly cancelled) result.
+// the size of the terms each gradient is summed from (ErrorScales).
 struct Reference {
   vector<double> y;
   vector<double> dx;
@@ -93,63 +94,84 @@ class TemperatureSoftmaxLayerTest : public MultiDeviceTest<TypeParam> {
     layer->Backward(top_, vector<bool>(bottom_.size(), true), bottom_);
   }
 
-  // Forward and backward of docs/spec.md written out in double, from x_, the top
-  // diff in y_ and beta as the layer holds it (in Dtype).
+  // Forward and backward of docs/spec.md from the plain kernels of
+  // reference_kernels.hpp in double, from x_, the top diff in y_ and beta as
+  // the layer holds it (in Dtype).
   Reference ComputeReference(const LayerParameter& param) {
-    const int a = x_.CanonicalAxisIndex(param.softmax_param().axis());
-    const int outer = x_.count(0, a), channels = x_.shape(a);
-    const int inner = x_.count(a + 1);
-    const Dtype* x = x_.cpu_data();
-    const Dtype* dy = y_.cpu_diff();
+    const SoftmaxShape shape = ShapeOf(x_, param.softmax_param().axis());
+    const vector<double> x = InDouble(x_.cpu_data(), x_.count());
+    const vector<double> dy = InDouble(y_.cpu_diff(), y_.count());
     const bool beta_bottom = bottom_.size() > 1;
-    const int n = beta_bottom ? beta_.count() : 1;
-    const double filler_beta = static_cast<Dtype>(
-        param.has_scale_param() ? param.scale_param().filler().value() : 1);
+    const vector<double> betas =
+        beta_bottom ? InDouble(beta_.cpu_data(), beta_.count())
+                    : vector<double>(1, static_cast<Dtype>(
+                          param.has_scale_param()
+                              ? param.scale_param().filler().value()
+                              : 1));
+    // One beta, one per outer index, or one per position (Prepare).
+    const int n = betas.size();
+    const bool per_position = n > 1 && n != shape.outer;
+    const caffe_temperature::BetaView<double> beta = {
+        betas.data(), n == 1 ? 0 : per_position ? shape.inner : 1,
+        per_position ? 1 : 0};
     Reference ref;
-    ref.y.resize(x_.count());
-    ref.dx.resize(x_.count());
-    ref.dx_scale.resize(x_.count());
-    if (beta_bottom) {
-      ref.dbeta.assign(n, 0);
-      ref.dbeta_scale.assign(n, 0);
+    ref.y.resize(x.size());
+    ref.dx.resize(x.size());
+    caffe_temperature::reference::SoftmaxForwardCPU(shape, x.data(), beta,
+                                                    ref.y.data());
+    caffe_temperature::reference::SoftmaxBackwardCPU(
+        shape, ref.y.data(), dy.data(), beta, ref.dx.data());
+    vector<double> position_grad(shape.positions());
+    caffe_temperature::reference::SoftmaxBetaGradientCPU(
+        shape, x.data(), ref.y.data(), dy.data(), position_grad.data());
+    ErrorScales(shape, x, dy, beta, &ref);
+    if (!beta_bottom) return ref;
+    // A shared beta's gradient sums its positions', as the layer's does.
+    ref.dbeta.assign(n, 0);
+    for (int pos = 0; pos < shape.positions(); ++pos) {
+      ref.dbeta[BetaIndex(beta, shape, pos)] += position_grad[pos];
     }
-    for (int o = 0; o < outer; ++o) {
-      for (int i = 0; i < inner; ++i) {
-        const int b_index = n == 1 ? 0 : n == outer ? o : o * inner + i;
-        const double b =
-            beta_bottom ? static_cast<double>(beta_.cpu_data()[b_index])
-                        : filler_beta;
-        const int base = o * channels * inner + i;
-        double m = x[base];
-        for (int c = 1; c < channels; ++c) {
-          m = std::max(m, static_cast<double>(x[base + c * inner]));
-        }
-        double sum = 0;
-        for (int c = 0; c < channels; ++c) {
-          sum += std::exp(b * (x[base + c * inner] - m));
-        }
-        double dot = 0, abs_dot = 0, mean = 0, spread = 0;
-        for (int c = 0; c < channels; ++c) {
-          const int k = base + c * inner;
-          ref.y[k] = std::exp(b * (x[k] - m)) / sum;
-          dot += dy[k] * ref.y[k];
-          abs_dot += std::fabs(dy[k]) * ref.y[k];
-          mean += ref.y[k] * x[k];
-          spread += ref.y[k] * (m - x[k]);
-        }
-        for (int c = 0; c < channels; ++c) {
-          const int k = base + c * inner;
-          ref.dx[k] = b * ref.y[k] * (dy[k] - dot);
-          ref.dx_scale[k] = b * ref.y[k] * (std::fabs(dy[k]) + abs_dot);
-          if (beta_bottom) {
-            ref.dbeta[b_index] += dy[k] * ref.y[k] * (x[k] - mean);
-            ref.dbeta_scale[b_index] +=
-                std::fabs(dy[k]) * ref.y[k] * (m - x[k] + spread);
-          }
+    return ref;
+  }
+
+  static int BetaIndex(const caffe_temperature::BetaView<double>& beta,
+                       const SoftmaxShape& shape, int pos) {
+    return pos / shape.inner * beta.outer_stride +
+           pos % shape.inner * beta.inner_stride;
+  }
+
+  // The sizes of the terms each gradient sums, from the reference's y: the
+  // rounding errors of the layer's gradients scale with those, not with the
+  // (possibly cancelled) result.
+  void ErrorScales(const SoftmaxShape& shape, const vector<double>& x,
+                   const vector<double>& dy,
+                   const caffe_temperature::BetaView<double>& beta,
+                   Reference* ref) {
+    ref->dx_scale.resize(x.size());
+    ref->dbeta_scale.assign(bottom_.size() > 1 ? beta_.count() : 0, 0);
+    for (int pos = 0; pos < shape.positions(); ++pos) {
+      const int first = pos / shape.inner * shape.channels * shape.inner +
+                        pos % shape.inner;
+      double m = x[first], abs_dot = 0, spread = 0;
+      for (int c = 1; c < shape.channels; ++c) {
+        m = std::max(m, x[first + c * shape.inner]);
+      }
+      for (int c = 0; c < shape.channels; ++c) {
+        const int k = first + c * shape.inner;
+        abs_dot += std::fabs(dy[k]) * ref->y[k];
+        spread += ref->y[k] * (m - x[k]);
+      }
+      const int b = BetaIndex(beta, shape, pos);
+      for (int c = 0; c < shape.channels; ++c) {
+        const int k = first + c * shape.inner;
+        ref->dx_scale[k] =
+            beta.data[b] * ref->y[k] * (std::fabs(dy[k]) + abs_dot);
+        if (!ref->dbeta_scale.empty()) {
+          ref->dbeta_scale[b] +=
+              std::fabs(dy[k]) * ref->y[k] * (m - x[k] + spread);
         }
       }
     }
-    return ref;
   }
 
   // |actual - expected| <= tolerance * max(1, scale), where scale defaults to

@@ -3,7 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
+#include "caffe/blob.hpp"
 #include "caffe/common.hpp"
+#include "caffe/proto/caffe.pb.h"
+#include "caffe_temperature/softmax_kernels.hpp"
 
 namespace caffe_temperature_test {
 
@@ -49,6 +55,45 @@ typedef ::testing::Types<CPUDevice<float>, CPUDevice<double>,
                          GPUDevice<float>, GPUDevice<double> >
     TestDtypesAndDevices;
 #endif
+
+// The kernels' view of a blob softmaxed over `axis`.
+template <typename Dtype>
+caffe_temperature::SoftmaxShape ShapeOf(const caffe::Blob<Dtype>& blob,
+                                        int axis) {
+  const int a = blob.CanonicalAxisIndex(axis);
+  const caffe_temperature::SoftmaxShape shape = {
+      blob.count(0, a), blob.shape(a), blob.count(a + 1)};
+  return shape;
+}
+
+// n values in double, for the plain kernels of reference_kernels.hpp, which
+// the tests run in double on the layers' (rounded) inputs.
+template <typename Dtype>
+std::vector<double> InDouble(const Dtype* values, int n) {
+  return std::vector<double>(values, values + n);
+}
+
+// What a loss is divided by (Caffe's LossLayer::GetNormalizer): never below
+// 1, so that a batch without a valid position gives 0, not NaN.
+inline double ReferenceNormalizer(caffe::LossParameter_NormalizationMode mode,
+                                  const caffe_temperature::SoftmaxShape& shape,
+                                  int valid) {
+  double norm = 1;
+  switch (mode) {
+    case caffe::LossParameter_NormalizationMode_FULL:
+      norm = shape.positions();
+      break;
+    case caffe::LossParameter_NormalizationMode_VALID:
+      norm = valid;
+      break;
+    case caffe::LossParameter_NormalizationMode_BATCH_SIZE:
+      norm = shape.outer;
+      break;
+    default:
+      break;
+  }
+  return std::max(norm, 1.0);
+}
 
 }  // namespace caffe_temperature_test
 

@@ -236,7 +236,7 @@ def test_bad_temperature_is_a_usage_error(capsys, value):
     with pytest.raises(SystemExit) as exit_info:
         cli.parse_args(["--T", value])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines() == [f"{cli.PROG}: error: argument --T: T must be "
+    assert capsys.readouterr().err.splitlines() == [f"{cli.PROG}: error: argument -T/--temperature/--T: T must be "
                                                    + ("a number" if value == "abc" else "finite and > 0")
                                                    + f", got {value!r}"]
 

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import importlib.machinery
 import io
+import json
 import os
 import sys
 import types
@@ -61,8 +62,12 @@ CASES: dict[str, tuple[Callable[..., int], str, dict[str, list[str]]]] = {
         "unwritable_output": ["logits.npy", "--T", "1", "-o", "NODIR/OUT"],
     }),
     "bench": (bench_cli.main, bench_cli.PROG, {
-        "bad_number": ["--T", "inf", "--json", "OUT"],
+        "bad_number": ["--T", "inf", "-o", "OUT"],
         "unwritable_output": ["--shapes", "4x5", "--json", "NODIR/OUT"],
+        # checked before the timing: a tiny run would otherwise take seconds
+        "second_output_unwritable": ["--shapes", "4x5", "--repeat", "1", "-o", "OUT", "--plot", "NODIR/OUT"],
+        "two_outputs_to_stdout": ["--shapes", "4x5", "--repeat", "1", "-o", "-", "--plot", "-"],
+        "two_outputs_one_file": ["--shapes", "4x5", "--repeat", "1", "-o", "OUT", "--plot", "OUT"],
     }),
     "demo": (demo.main, demo.PROG, {
         "bad_number": ["--T", "0"],
@@ -220,6 +225,20 @@ def test_temperature_option_spellings(option: str, tmp_path: Path, monkeypatch: 
     assert draws.decode().split() == [str(i) for i in np.load(tmp_path / "logits.npy").argmax(axis=1)]
 
 
+def test_bench_dash_writes_the_json_to_stdout_and_the_table_to_stderr(caffe, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["--shapes", "4x5", "--repeat", "1", "--block-ms", "0.2", "--layers", "softmax", "-o", "-",
+            "--plot", "bench.png"]
+    _, piped, err = run_captured(bench_cli.main, argv)
+    document = json.loads(piped)
+    assert document["provenance"]["command"] == f"{bench_cli.PROG} {' '.join(argv)}"
+    assert {r["shape"] for r in document["results"]} == {"4x5"}
+    assert err.startswith(f"command: {bench_cli.PROG} ") and "wrote" not in err
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.png"]
+
+
 def test_an_unexpected_exception_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     inputs(tmp_path)
@@ -232,6 +251,10 @@ def test_an_unexpected_exception_is_one_line(tmp_path: Path, monkeypatch: pytest
     assert sampling.main(["logits.npy", "--T", "1", "-o", "OUT"]) == 2
     assert capsys.readouterr().err == f"{sampling.PROG}: error: RuntimeError: a bug over two lines\n"
     assert not (tmp_path / "OUT").exists()
+    monkeypatch.setattr(bench_cli, "run_threads", broken)
+    assert bench_cli.main(["--shapes", "4x5", "-o", "OUT", "--plot", "PLOT"]) == 2
+    assert capsys.readouterr().err == f"{bench_cli.PROG}: error: RuntimeError: a bug over two lines\n"
+    assert not (tmp_path / "OUT").exists() and not (tmp_path / "PLOT").exists()
 
 
 @pytest.mark.parametrize("argv0, spec, prog", [
@@ -258,7 +281,7 @@ def test_write_all_renames_nothing_unless_every_output_is_staged(tmp_path: Path)
 
 
 def test_help_ends_with_the_one_exit_status_epilog(capsys: pytest.CaptureFixture[str]) -> None:
-    for tool in (add_temperature_cli, calibrate, demo, distill_digits, infogain, sampling):
+    for tool in (add_temperature_cli, bench_cli, calibrate, demo, distill_digits, infogain, sampling):
         with pytest.raises(SystemExit):
             tool.main(["--help"])
         assert capsys.readouterr().out.rstrip().endswith(_cli.EXIT_STATUS), tool.__name__

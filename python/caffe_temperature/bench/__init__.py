@@ -1,8 +1,8 @@
 """Benchmark the plugin's layers against stock Caffe, measured in the same run.
 
-    python -m caffe_temperature.bench [--shapes 256x1000 8x21x128x128] [--T 40]
+    python -m caffe_temperature.bench [--shapes 256x1000 8x21x128x128] [-T 40]
                                       [--layers softmax infogain distillation]
-                                      [--json FILE] [--plot FILE.png]
+                                      [-o FILE.json | -o -] [--plot FILE.png]
     python -m caffe_temperature.bench --scaling softmax --plot scaling.png
     python -m caffe_temperature.bench --threads 1 2 --plot threads.png
 

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import io
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from caffe_temperature._cli import (
-    ArgumentParser, check_writable, finite_number, int_at_least, positive_int, positive_number, report_errors,
-    write_all)
+    ArgumentParser, Outputs, add_temperature_option, finite_number, int_at_least, make_parser, positive_int,
+    positive_number, run_tool)
 from caffe_temperature.bench import checks, provenance, report, timing
 from caffe_temperature.bench.candidates import LAYER_GROUPS, Settings
 from caffe_temperature.bench.results import Result, with_ratios
 
-PROG = "python -m caffe_temperature.bench"
+MODULE = "caffe_temperature.bench"
+PROG = f"python -m {MODULE}"
 DEFAULT_SHAPES = [(64, 10), (256, 1000), (1024, 32000), (8, 21, 128, 128)]
 SCALING_CHANNELS = 1000
 SCALING_BATCHES = [2**k for k in range(5, 14)]  # 32x1000 .. 8192x1000 (32 MB per blob)
-EPILOG = """\
-exit status: 0 on success; 2 on any error (bad arguments, no pycaffe, an output
-that cannot be written), reported on one line, with nothing written.
-"""
+EXAMPLES = """\
+examples:
+  python -m caffe_temperature.bench --shapes 256x1000 8x21x128x128 -o bench.json
+  python -m caffe_temperature.bench --layers softmax -o - > bench.json   (the table on stderr)
+  python -m caffe_temperature.bench --scaling softmax --plot scaling.png"""
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -42,16 +46,15 @@ def more_than_one(text: str) -> float:
     return value
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
+    """The options; PROG is the command run (``python -m caffe_temperature.bench`` for an in-process argv)."""
     from caffe_temperature import bench
 
-    parser = ArgumentParser(prog=PROG, description=bench.__doc__, epilog=EPILOG,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(MODULE, bench.__doc__ or "", EXAMPLES, argv)
     default_shapes = " ".join(map(timing.shape_label, DEFAULT_SHAPES))
     parser.add_argument("--shapes", nargs="+", type=parse_shape, default=DEFAULT_SHAPES,
                         help=f"blob shapes, softmax over axis 1 (default: {default_shapes})")
-    parser.add_argument("--T", dest="temperature", type=positive_number("T"), default=40.0,
-                        help="temperature (default 40)")
+    add_temperature_option(parser, default=40.0, help="temperature (default 40)")
     parser.add_argument("--repeat", type=positive_int("--repeat"), default=25,
                         help=f"timed blocks of calls per figure, fewer above {timing.FULL_REPEAT_ELEMENTS} elements "
                         "(default 25)")
@@ -72,13 +75,16 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--scaling", choices=LAYER_GROUPS, metavar="GROUP",
                         help=f"instead of --shapes/--layers: time GROUP on N x {SCALING_CHANNELS} for N = "
                         f"{SCALING_BATCHES[0]}..{SCALING_BATCHES[-1]} and print the fitted slope of time vs N*C")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    parser.add_argument("--plot", type=Path, help="also plot time vs N*C, log-log, to this PNG file")
+    parser.add_argument("-o", "--output", "--json", dest="output", type=Path, metavar="FILE",
+                        help="also write the figures as JSON to FILE ('-': standard output, the table then on "
+                        "stderr)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="also plot time vs N*C (or vs threads), log-log, to this PNG file")
     return parser
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    return build_parser(argv).parse_args(argv)
 
 
 def run_at(shapes: list[tuple[int, ...]], groups: list[str], settings: Settings,
@@ -104,11 +110,10 @@ def run_threads(shapes: list[tuple[int, ...]], groups: list[str], settings: Sett
     return with_ratios(checks.policed_threads(results, again, settings.retries)), list(dict.fromkeys(notes))
 
 
-def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    for path in (args.json, args.plot):  # before minutes of timing, not after
-        if path is not None:
-            check_writable(path)
-    source = provenance.describe(PROG, argv)
+def run(args: argparse.Namespace, outputs: Outputs, prog: str, argv: Sequence[str]) -> None:
+    """The timing, then the report and the outputs, collected for run_tool to write (which
+    checked the output paths before minutes of timing, not after); prog and argv: the command run."""
+    source = provenance.describe(prog, argv)
     thread_counts = list(dict.fromkeys(args.threads))
     settings = Settings(args.temperature, args.repeat, thread_counts[0], args.device, args.block_ms,
                         args.max_spread, args.retries)
@@ -118,20 +123,20 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         shapes, groups = args.shapes, args.layers
     results, notes = run_threads(shapes, groups, settings, thread_counts)
     source["load_average_end"] = provenance.load_average()
-    report.print_provenance(source, sys.stdout)
-    report.print_table(results, notes, sys.stdout)
+    table = io.StringIO()
+    report.print_provenance(source, table)
+    report.print_table(results, notes, table)
     scaling = None
     if args.scaling:
         slopes = report.scaling_slopes(results)
-        report.print_slopes(args.scaling, slopes, sys.stdout)
+        report.print_slopes(args.scaling, slopes, table)
         scaling = {"group": args.scaling, "slopes": slopes}
-    outputs = []
-    if args.json:
-        outputs.append((args.json, report.json_document(settings, thread_counts, results, scaling, source)))
+    for line in table.getvalue().splitlines():
+        outputs.say(line)
+    if args.output:
+        outputs.file(args.output, report.json_document(settings, thread_counts, results, scaling, source))
     if args.plot:
-        outputs.append((args.plot, plot(args, thread_counts, results)))
-    write_all(outputs)
-    return 0
+        outputs.file(args.plot, plot(args, thread_counts, results))
 
 
 def plot(args: argparse.Namespace, thread_counts: list[int], results: list[Result]) -> bytes:
@@ -145,6 +150,6 @@ def plot(args: argparse.Namespace, thread_counts: list[int], results: list[Resul
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    return report_errors(PROG, lambda: run(args, argv))
+    parser = build_parser(argv)
+    job = functools.partial(run, prog=parser.prog, argv=sys.argv[1:] if argv is None else list(argv))
+    return run_tool(parser, argv, job, ("output", "plot"))
