@@ -22,77 +22,10 @@
 
 #include "caffe_temperature/gpu_kernels.hpp"
 #include "caffe_temperature/softmax_kernels.hpp"
+#include "guarded.hpp"
 
 namespace caffe_temperature {
 namespace {
-
-const int kGuard = 64;
-
-// Poison: a quiet NaN with a payload no arithmetic produces, and for ints a
-// value no index takes.
-template <typename T>
-T Poison() {
-  if (std::is_same<T, float>::value) {
-    const uint32_t bits = 0x7fc0beefu;
-    float value;
-    std::memcpy(&value, &bits, sizeof(value));
-    return static_cast<T>(value);
-  }
-  if (std::is_same<T, double>::value) {
-    const uint64_t bits = 0x7ff800000000beefull;
-    double value;
-    std::memcpy(&value, &bits, sizeof(value));
-    return static_cast<T>(value);
-  }
-  return static_cast<T>(0x5a5a5a5a);
-}
-
-template <typename T>
-bool SameBits(T a, T b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }
-
-// n values between two poisoned guard zones; HIP-CPU's device memory is host
-// memory, so the kernels take these pointers as they are. The values start
-// 16-byte aligned, as cudaMalloc's do, unless `shift` (in elements) moves
-// them off, as a pointer into the middle of a blob may be.
-template <typename T>
-class Guarded {
- public:
-  explicit Guarded(int64_t n, int shift = 0)
-      : n_(n), front_(kGuard + shift),
-        storage_(n + 2 * kGuard + shift, Poison<T>()) {}
-  explicit Guarded(const std::vector<T>& values, int shift = 0)
-      : Guarded(values.size(), shift) {
-    std::copy(values.begin(), values.end(), data());
-  }
-  T* data() { return storage_.data() + front_; }
-  const T* data() const { return storage_.data() + front_; }
-  int64_t size() const { return n_; }
-  T operator[](int64_t i) const { return data()[i]; }
-  std::vector<T> values() const {
-    return std::vector<T>(data(), data() + n_);
-  }
-
-  ::testing::AssertionResult GuardsIntact() const {
-    for (int g = 0; g < front_; ++g) {
-      if (!SameBits(storage_[g], Poison<T>())) {
-        return ::testing::AssertionFailure()
-               << "write before the buffer, at index " << g - front_;
-      }
-    }
-    for (int g = 0; g < kGuard; ++g) {
-      if (!SameBits(storage_[front_ + n_ + g], Poison<T>())) {
-        return ::testing::AssertionFailure()
-               << "write past the end of the buffer, at index " << n_ + g;
-      }
-    }
-    return ::testing::AssertionSuccess();
-  }
-
- private:
-  int64_t n_;
-  int front_;
-  std::vector<T> storage_;
-};
 
 int comparisons = 0;
 
@@ -180,23 +113,30 @@ std::string Describe(const SoftmaxShape& s) {
 //   (5000);
 // - inner = 1, the multi-pass block kernel past the cache: 40000 (double,
 //   and float with two or three inputs), 60000 (float, one input);
-// - inner > 1: the channels split across the warps of a block while the
-//   positions are fewer than 1024 per multiprocessor (the last block partly
-//   idle, the softmax over axis 0 of (1000, 256)), a thread per position
-//   beyond (140000 positions) or with C = 1;
+// - inner > 1 with C <= 32 (two inputs in double: 16; three: 16 in float,
+//   8 in double): a thread per position with its channels in registers,
+//   4 to 32 of them (C = 1, 2, 5, 21, 31, 32), over several blocks (3 x 21 x
+//   700; 140000 positions);
+// - inner > 1, more channels: the channels split across the warps of a
+//   block while the positions are fewer than 1024 per multiprocessor (the
+//   last block partly idle, the softmax over axis 0 of (1000, 256)), a
+//   thread per position beyond (140000 positions of 17 channels: the
+//   double backwards, the float backward with beta gradient, and the loss
+//   layers' backwards at any C);
 // - several blocks of each with the last one partly idle, and no position
 //   at all.
 std::vector<SoftmaxShape> Shapes() {
   std::vector<SoftmaxShape> shapes;
-  for (int c : {1, 31, 32, 33, 62, 100, 200, 500, 1000, 1024, 1025, 5000,
-                40000}) {
+  for (int c : {1, 2, 21, 31, 32, 33, 62, 100, 200, 500, 1000, 1024, 1025,
+                5000, 40000}) {
     shapes.push_back({c <= 1024 ? 19 : (c <= 5000 ? 5 : 2), c, 1});
     shapes.push_back({2, c, c <= 1024 ? 7 : 3});
   }
   shapes.push_back({2, 60000, 1});
   shapes.push_back({1, 33, 300});  // axis 0: one outer, ten blocks of 32
   shapes.push_back({1, 1000, 256});  // axis 0 of (1000, 256)
-  shapes.push_back({1, 3, 140000});  // enough positions for one thread each
+  shapes.push_back({1, 17, 140000});  // enough positions for one thread each
+  shapes.push_back({3, 21, 700});  // 9 blocks, the last partly idle
   shapes.push_back({100, 33, 1});  // 25 blocks of 4 warps
   shapes.push_back({2, 5, 500});   // C split over 4 warps
   shapes.push_back({0, 10, 1});
@@ -244,10 +184,9 @@ std::vector<SoftmaxShape> AllShapes() {
   return shapes;
 }
 
-enum Special { kFinite, kNaN, kPlusInf, kMinusInf };
-
 // Normal logits of spread 3; with `special`, one element of each of the
-// first vectors is NaN, +inf or -inf (in turn).
+// first four vectors is NaN, +inf, -inf or 1e4 (in turn; a softmax not
+// shifted by its max would overflow there).
 template <typename Dtype>
 std::vector<Dtype> Logits(const SoftmaxShape& s, std::mt19937* rng,
                           bool special) {
@@ -257,8 +196,8 @@ std::vector<Dtype> Logits(const SoftmaxShape& s, std::mt19937* rng,
   if (!special) return x;
   const Dtype values[] = {std::numeric_limits<Dtype>::quiet_NaN(),
                           std::numeric_limits<Dtype>::infinity(),
-                          -std::numeric_limits<Dtype>::infinity()};
-  for (int p = 0; p < std::min(3, s.positions()); ++p) {
+                          -std::numeric_limits<Dtype>::infinity(), 1e4};
+  for (int p = 0; p < std::min(4, s.positions()); ++p) {
     const int o = p / s.inner, i = p % s.inner, c = s.channels / 2;
     x[(static_cast<int64_t>(o) * s.channels + c) * s.inner + i] = values[p];
   }
