@@ -12,8 +12,9 @@
 // each channel's loads are coalesced), by the warps of a block (inner > 1
 // with too few positions to fill the GPU: the channels are split between
 // them), one warp (inner == 1, C <= kMaxWarpRowChannels) or one block
-// (inner == 1, larger C). Every thread of a group gets the same vector and the group-wide
-// reductions; the thread with g.first == 0 writes the per-vector results.
+// (inner == 1, larger C). Every thread of a group gets the same vector and
+// the group-wide reductions; the thread with g.first == 0 writes the
+// per-vector results.
 
 #include <cstdint>
 
