@@ -230,16 +230,17 @@ def run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProc
 
 
 # Quick tests first, so that most mutants are caught within seconds.
-QUICK_TESTS = ("TrafficEmulated.*:*MisalignedRows*:*RowSums*:*Validation*:"
+QUICK_TESTS = ("TrafficEmulated*:*MisalignedRows*:*RowSums*:*Validation*:"
                "*InfogainReports*")
 
 
 def start_emulated(build: Path, arch: str, gtest_filter: str) -> subprocess.Popen[str]:
     """The emulated test for one architecture, as CTest runs it, stopping at
-    its first failure (--gtest_break_on_failure)."""
+    its first failure (--gtest_break_on_failure), its output line-buffered so
+    that the failure is not lost with the process."""
     return subprocess.Popen(
-        [str(build / "tests" / "gpu_kernels_emulated"), f"--gtest_filter={gtest_filter}",
-         "--gtest_break_on_failure"],
+        ["stdbuf", "-oL", str(build / "tests" / "gpu_kernels_emulated"),
+         f"--gtest_filter={gtest_filter}", "--gtest_break_on_failure"],
         cwd=build, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "CAFFE_TEMPERATURE_EMULATED_ARCH": arch})
 
