@@ -213,15 +213,24 @@ def cache_value(build_dir: Path, name: str) -> str:
 
 
 def copy_repository(target: Path) -> None:
-    """The tracked and untracked-but-not-ignored files, as a clone would have."""
+    """The tracked and untracked-but-not-ignored files, as a clone would have.
+
+    A file already there with the same bytes is left alone, and a changed one
+    is copied with a new time stamp, so that a kept --work-dir build rebuilds
+    exactly what changed since its last run.
+    """
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+        source, copy = ROOT / name, target / name
+        if not source.is_file():
+            continue
+        if copy.is_file() and copy.read_bytes() == source.read_bytes():
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+        shutil.copymode(source, copy)
 
 
 def run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess[str]:
