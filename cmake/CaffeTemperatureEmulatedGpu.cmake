@@ -66,6 +66,8 @@ set_source_files_properties(${_translated_sources} PROPERTIES
 
 add_executable(gpu_kernels_emulated
   ${CMAKE_CURRENT_SOURCE_DIR}/emulated/test_gpu_kernels_emulated.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/emulated/test_loss_kernels_emulated.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/emulated/test_traffic_emulated.cpp
   ${_translated_sources})
 target_include_directories(gpu_kernels_emulated PRIVATE
   ${_out_dir} ${CMAKE_CURRENT_SOURCE_DIR}/emulated)

@@ -1,14 +1,15 @@
 #ifndef CAFFE_TEMPERATURE_CUDA_CACHED_ROW_CUH_
 #define CAFFE_TEMPERATURE_CUDA_CACHED_ROW_CUH_
 
-// Rows (inner == 1) held on chip while a kernel works on them, so that each
-// input is read from global memory once and each output written once: in the
-// registers of one warp (C <= 32 * MaxColsPerLane, the columns per lane fixed
-// at compile time, several rows per block) or in the dynamic shared memory of
-// one block (longer rows, up to what the device grants a block). Where all
-// inputs do not fit, an op may let its last inputs stay in global memory,
-// read again at each visit (the backwards' dy: twice). Rows longer than that
-// take the multi-pass kernels of per_vector.cuh.
+// Softmax vectors held on chip while a kernel works on them, so that each
+// input is read from global memory once and each output written once: in
+// registers (register_row.cuh: a row of C <= 32 * MaxColsPerLane in a warp,
+// or the C <= MaxColsPerLane channels of a position, inner > 1, in one
+// thread) or a row (inner == 1) in the dynamic shared memory of one block
+// (longer rows, up to what the device grants a block). Where all inputs do
+// not fit, an op may let its last inputs stay in global memory, read again
+// at each visit (the backwards' dy: twice). Vectors longer than that take
+// the multi-pass kernels of per_vector.cuh.
 //
 // A row operation is a functor with
 //   typedef ... Dtype;
@@ -17,10 +18,11 @@
 //                                              // never changes in ForEach
 //   bool Aligned(size_t bytes) const;          // all its pointers are
 //   template <typename Row>
-//   __device__ void operator()(Row& row, int64_t r) const;
-// that loads its inputs into the row (row.Load<i>), visits the cached values
-// (row.ForEach, which may change them, or row.ForEachOf<i> for input i
-// alone), combines across the row (row.AllReduce) and writes (row.Store).
+//   __device__ void operator()(Row& row, const Vector& v) const;
+// that loads its inputs into the row (row.Load<i>(input + v.offset)), visits
+// the cached values (row.ForEach, which may change them, or row.ForEachOf<i>
+// for input i alone), combines across the row (row.AllReduce) and writes
+// (row.Store, or row.StoreOf<i> from input i alone).
 // Every value is loaded, visited and stored by the same thread, so the cache
 // needs no barrier of its own and an output may alias an input. Loads and
 // stores are 16-byte vectors (float4, double2) where C and every pointer
@@ -35,6 +37,7 @@
 #include "launch.cuh"
 #include "per_vector.cuh"
 #include "reduce.cuh"
+#include "register_row.cuh"
 
 // A block's dynamic shared memory as `type* name`: one extern array per
 // Dtype would clash between instantiations, and HIP-CPU spells it otherwise
@@ -46,102 +49,6 @@
 #endif
 
 namespace caffe_temperature {
-
-const int kPackBytes = 16;
-
-// V adjacent values moved as one access.
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <typename Dtype>
-constexpr int PackWidth() { return kPackBytes / sizeof(Dtype); }
-
-inline bool AllAligned(size_t) { return true; }
-
-// NULL counts as aligned: an output not asked for is never touched.
-template <typename... Rest>
-bool AllAligned(size_t bytes, const void* p, const Rest*... rest) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0 &&
-         AllAligned(bytes, rest...);
-}
-
-// A row in the registers of one warp: kChunks chunks of V adjacent values
-// per lane and input, chunk j of a lane starting at column
-// (lane + 32 j) V, so that each chunk load of the warp is one contiguous
-// 32 V-value access. With V > 1, C is a multiple of V: a chunk is whole or
-// absent.
-template <typename Dtype, int K, int kChunks, int V>
-struct WarpRow {
-  int lane;
-  int channels;
-  Dtype value[K][kChunks * V];
-
-  __device__ int Column(int j) const { return (lane + j * kWarpSize) * V; }
-
-  template <int I>
-  __device__ void Load(const Dtype* row) {
-#pragma unroll
-    for (int j = 0; j < kChunks; ++j) {
-      if (Column(j) >= channels) continue;
-      const Pack<Dtype, V> pack =
-          *reinterpret_cast<const Pack<Dtype, V>*>(row + Column(j));
-#pragma unroll
-      for (int t = 0; t < V; ++t) value[I][j * V + t] = pack.v[t];
-    }
-  }
-
-  // f(c, value of input 0 at c, value of input 1 at c, ...) by reference.
-  template <typename F>
-  __device__ void ForEach(F f) {
-#pragma unroll
-    for (int j = 0; j < kChunks; ++j) {
-      if (Column(j) >= channels) continue;
-#pragma unroll
-      for (int t = 0; t < V; ++t) {
-        Visit(f, Column(j) + t, j * V + t, std::make_index_sequence<K>());
-      }
-    }
-  }
-
-  // f(c, value of input I at c) by reference: input I alone.
-  template <int I, typename F>
-  __device__ void ForEachOf(F f) {
-#pragma unroll
-    for (int j = 0; j < kChunks; ++j) {
-      if (Column(j) >= channels) continue;
-#pragma unroll
-      for (int t = 0; t < V; ++t) f(Column(j) + t, value[I][j * V + t]);
-    }
-  }
-
-  // row[c] = f(c, values at c...).
-  template <typename F>
-  __device__ void Store(Dtype* row, F f) {
-#pragma unroll
-    for (int j = 0; j < kChunks; ++j) {
-      if (Column(j) >= channels) continue;
-      Pack<Dtype, V> pack;
-#pragma unroll
-      for (int t = 0; t < V; ++t) {
-        pack.v[t] = Visit(f, Column(j) + t, j * V + t,
-                          std::make_index_sequence<K>());
-      }
-      *reinterpret_cast<Pack<Dtype, V>*>(row + Column(j)) = pack;
-    }
-  }
-
-  template <typename T, typename Op>
-  __device__ T AllReduce(T v, Op op) const { return WarpAllReduce(v, op); }
-  __device__ bool Leader() const { return lane == 0; }
-
- private:
-  template <typename F, size_t... I>
-  __device__ auto Visit(F& f, int c, int e, std::index_sequence<I...>) {
-    return f(c, value[I][e]...);
-  }
-};
 
 // A row in a block's dynamic shared memory, input i < kCached at
 // cache + i C; inputs from kCached on stay in global memory and are read
@@ -167,7 +74,7 @@ struct BlockRow {
       // first store to shared memory waits for one.
 #pragma unroll 4
       for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
-        to[q] = from[q];
+        to[q] = LoadGlobal(from + q);
       }
     }
   }
@@ -200,7 +107,20 @@ struct BlockRow {
       Visit(q, std::make_index_sequence<K>(), [&](int c, Dtype* values) {
         pack.v[c - q * V] = Apply(f, c, values, std::make_index_sequence<K>());
       });
-      to[q] = pack;
+      StoreGlobal(to + q, pack);
+    }
+  }
+
+  // row[c] = f(c, value of input I at c): input I alone, so that an output
+  // of one input reads no streamed other.
+  template <int I, typename F>
+  __device__ void StoreOf(Dtype* row, F f) {
+    Pack<Dtype, V>* to = reinterpret_cast<Pack<Dtype, V>*>(row);
+    for (int q = threadIdx.x; q * V < channels; q += blockDim.x) {
+      Pack<Dtype, V> pack = Get<I>(q);
+#pragma unroll
+      for (int t = 0; t < V; ++t) pack.v[t] = f(q * V + t, pack.v[t]);
+      StoreGlobal(to + q, pack);
     }
   }
 
@@ -221,7 +141,7 @@ struct BlockRow {
     if constexpr (I < kCached) {
       return Chunks(I)[q];
     } else {
-      return streamed[I - kCached][q];
+      return LoadGlobal(streamed[I - kCached] + q);
     }
   }
 
@@ -253,21 +173,6 @@ struct BlockRow {
   }
 };
 
-// Rows per 128-thread block on the warp path: small blocks, so that a few
-// hundred rows still spread over the multiprocessors.
-const int kRowsPerWarpBlock = 4;
-
-template <typename Op, int kChunks, int V>
-__global__ void __launch_bounds__(kRowsPerWarpBlock * kWarpSize, 1)
-    WarpCachedRowsKernel(const int rows, const int channels, const Op op) {
-  const int64_t r = GlobalThread() / kWarpSize;
-  if (r >= rows) return;  // whole warps leave together
-  WarpRow<typename Op::Dtype, Op::kInputs, kChunks, V> row;
-  row.lane = static_cast<int>(threadIdx.x % kWarpSize);
-  row.channels = channels;
-  op(row, r);
-}
-
 // The static shared memory of BlockCachedRowsKernel, in values: the
 // reductions' scratch, a value per warp. The launch counts it against the
 // block's limits.
@@ -280,7 +185,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock, 1)
   CT_STATIC_SHARED(Dtype, scratch, kBlockRowScratch);
   CT_DYNAMIC_SHARED(Dtype, cache);
   BlockRow<Dtype, Op::kInputs, V, kCached> row = {cache, scratch, channels};
-  op(row, blockIdx.x);
+  op(row, RowVector(blockIdx.x, channels));
 }
 
 // A block's shared memory, static and dynamic together, without opting in.
@@ -289,37 +194,6 @@ const size_t kDefaultSharedBytes = 48 * 1024;
 template <typename Dtype>
 constexpr size_t BlockRowStaticBytes() {
   return kBlockRowScratch * sizeof(Dtype);
-}
-
-// The most columns a lane caches for K inputs: 32 (C <= 1024) while they
-// take at most 96 of its registers, else 16, so that nothing spills.
-template <typename Dtype, int K>
-constexpr int MaxColsPerLane() {
-  return K * kWarpSize * sizeof(Dtype) <= 96 * 4 ? kWarpSize : kWarpSize / 2;
-}
-
-// The warp path with the fewest columns per lane that hold the row:
-// kCols = 1, 2, 4, ..., in vectors of up to kPackBytes.
-template <typename Op, int kCols = 1>
-void LaunchWarpCachedRows(const SoftmaxShape& s, const Op& op) {
-  typedef typename Op::Dtype Dtype;
-  if constexpr (kCols < MaxColsPerLane<Dtype, Op::kInputs>()) {
-    if (s.channels > kCols * kWarpSize) {
-      LaunchWarpCachedRows<Op, 2 * kCols>(s, op);
-      return;
-    }
-  }
-  constexpr int kVec = kCols < PackWidth<Dtype>() ? kCols : PackWidth<Dtype>();
-  const int threads = kRowsPerWarpBlock * kWarpSize;
-  const int blocks = BlocksFor(static_cast<int64_t>(s.outer) * kWarpSize,
-                               threads);
-  if (s.channels % kVec == 0 && op.Aligned(kVec * sizeof(Dtype))) {
-    Launch(WarpCachedRowsKernel<Op, kCols / kVec, kVec>, blocks, threads,
-           s.outer, s.channels, op);
-  } else {
-    Launch(WarpCachedRowsKernel<Op, kCols, 1>, blocks, threads, s.outer,
-           s.channels, op);
-  }
 }
 
 // The first kCached inputs of op in `bytes` of shared memory, the others
@@ -367,18 +241,15 @@ bool LaunchBlockCachedRowsIfFit(const SoftmaxShape& s, const Op& op) {
   return true;
 }
 
-// Runs op on every row of s (inner == 1) with the row on chip and returns
-// true: all its inputs where they fit, else all but its last
-// Op::kStreamable ones, which are read from global memory at each visit;
-// returns false, launching nothing, where neither fits.
+// Runs op on every vector of s with the vector on chip and returns true: in
+// registers where it fits them, else (inner == 1) in shared memory, all its
+// inputs where they fit, else all but its last Op::kStreamable ones, which
+// are read from global memory at each visit; returns false, launching
+// nothing, where none fits.
 template <typename Op>
 bool LaunchCachedRows(const SoftmaxShape& s, const Op& op) {
-  typedef typename Op::Dtype Dtype;
+  if (LaunchRegisterRowsIfFit(s, op)) return true;
   if (s.inner != 1) return false;
-  if (s.channels <= kWarpSize * MaxColsPerLane<Dtype, Op::kInputs>()) {
-    LaunchWarpCachedRows(s, op);
-    return true;
-  }
   if (LaunchBlockCachedRowsIfFit<Op, Op::kInputs>(s, op)) return true;
   if constexpr (Op::kStreamable > 0) {
     return LaunchBlockCachedRowsIfFit<Op, Op::kInputs - Op::kStreamable>(s,
@@ -389,7 +260,7 @@ bool LaunchCachedRows(const SoftmaxShape& s, const Op& op) {
 
 // The one dispatch of the three layers' row operations: an op with both
 // call operators, the cached row's and per_vector.cuh's, runs cached where
-// inner == 1 and the row fits, else on the per-vector paths.
+// the vector fits on chip, else on the per-vector paths.
 template <typename Op>
 void LaunchRowOp(const SoftmaxShape& s, const Op& op) {
   if (!LaunchCachedRows(s, op)) LaunchPerVector<typename Op::Dtype>(s, op);

@@ -1,7 +1,8 @@
 // SoftmaxWithDistillationLoss on the device: the forward pass of one
 // position computes both softmaxes, the KL divergence and the label's
 // verdict, reading the logits once where the two rows fit on chip
-// (cached_row.cuh) and three times elsewhere (per_vector.cuh).
+// (cached_row.cuh), the student once and the teacher three times where the
+// student's row alone fits, and both three times elsewhere (per_vector.cuh).
 #include <cstdint>
 
 #include "cached_row.cuh"
@@ -13,12 +14,13 @@ namespace caffe_temperature {
 
 namespace {
 
-// On a cached row the logits are read once, q and p written once.
+// On a cached row the logits are read once, q and p written once; on a row
+// too long for both, the student cached and the teacher read three times.
 template <typename D>
 struct DistillationForwardOp {
   typedef D Dtype;
   static const int kInputs = 2;
-  static const int kStreamable = 0;  // it changes both cached rows
+  static const int kStreamable = 1;  // the teacher: never changed in ForEach
   Dtype beta;
   const Dtype* student;
   const Dtype* teacher;
@@ -36,32 +38,32 @@ struct DistillationForwardOp {
   __device__ void operator()(const Group& g, const Vector& v) const {
     Dtype max_s = -INFINITY, max_t = -INFINITY;
     ForEach(g, v, [&](int64_t k, int) {
-      max_s = MaxOp()(max_s, student[k]);
-      max_t = MaxOp()(max_t, teacher[k]);
+      max_s = MaxOp()(max_s, LoadGlobal(student + k));
+      max_t = MaxOp()(max_t, LoadGlobal(teacher + k));
     });
     max_s = g.AllReduce(max_s, MaxOp());
     max_t = g.AllReduce(max_t, MaxOp());
     Dtype sum_s = 0, sum_t = 0;
     ForEach(g, v, [&](int64_t k, int) {
-      sum_s += Exp(beta * (student[k] - max_s));
-      sum_t += Exp(beta * (teacher[k] - max_t));
+      sum_s += Exp(beta * (LoadGlobal(student + k) - max_s));
+      sum_t += Exp(beta * (LoadGlobal(teacher + k) - max_t));
     });
     const Dtype log_sum_s = Log(g.AllReduce(sum_s, SumOp()));
     const Dtype log_sum_t = Log(g.AllReduce(sum_t, SumOp()));
     Dtype kl = 0;
     ForEach(g, v, [&](int64_t k, int) {
-      const Dtype log_q = beta * (student[k] - max_s) - log_sum_s;
-      const Dtype log_p = beta * (teacher[k] - max_t) - log_sum_t;
-      q[k] = Exp(log_q);
-      p[k] = KlTerm(log_p, log_q, &kl);
+      const Dtype s_k = LoadGlobal(student + k), t_k = LoadGlobal(teacher + k);
+      const Dtype log_q = beta * (s_k - max_s) - log_sum_s;
+      const Dtype log_p = beta * (t_k - max_t) - log_sum_t;
+      StoreGlobal(q + k, Exp(log_q));
+      StoreGlobal(p + k, KlTerm(log_p, log_q, &kl));
     });
     kl = g.AllReduce(kl, SumOp());
     if (g.first == 0) Record(v, kl);
   }
 
   template <typename Row>
-  __device__ void operator()(Row& row, int64_t r) const {
-    const Vector v = RowVector(r, row.channels);
+  __device__ void operator()(Row& row, const Vector& v) const {
     row.template Load<0>(student + v.offset);
     row.template Load<1>(teacher + v.offset);
     Dtype max_s = -INFINITY, max_t = -INFINITY;
@@ -73,19 +75,18 @@ struct DistillationForwardOp {
     max_t = row.AllReduce(max_t, MaxOp());
     Dtype sum_s = 0, sum_t = 0;
     row.ForEach([&](int, Dtype& s_c, Dtype& t_c) {
-      // The cached logits become log q + log S_s and log p + log S_t.
+      // The cached student becomes log q + log S_s.
       s_c = beta * (s_c - max_s);
-      t_c = beta * (t_c - max_t);
       sum_s += Exp(s_c);
-      sum_t += Exp(t_c);
+      sum_t += Exp(beta * (t_c - max_t));
     });
     const Dtype log_sum_s = Log(row.AllReduce(sum_s, SumOp()));
     const Dtype log_sum_t = Log(row.AllReduce(sum_t, SumOp()));
-    row.Store(q + v.offset,
-              [&](int, Dtype z_s, Dtype) { return Exp(z_s - log_sum_s); });
+    row.template StoreOf<0>(
+        q + v.offset, [&](int, Dtype z_s) { return Exp(z_s - log_sum_s); });
     Dtype kl = 0;
-    row.Store(p + v.offset, [&](int, Dtype z_s, Dtype z_t) {
-      return KlTerm(z_t - log_sum_t, z_s - log_sum_s, &kl);
+    row.Store(p + v.offset, [&](int, Dtype z_s, Dtype t_c) {
+      return KlTerm(beta * (t_c - max_t) - log_sum_t, z_s - log_sum_s, &kl);
     });
     kl = row.AllReduce(kl, SumOp());
     if (row.Leader()) Record(v, kl);
@@ -122,7 +123,9 @@ struct DistillationBackwardOp {
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     const Dtype s = scale * valid[v.position];
-    ForEach(g, v, [&](int64_t k, int) { dx[k] = s * (q[k] - p[k]); });
+    ForEach(g, v, [&](int64_t k, int) {
+      StoreGlobal(dx + k, s * (LoadGlobal(q + k) - LoadGlobal(p + k)));
+    });
   }
 };
 

@@ -1,5 +1,5 @@
 // SoftmaxWithInfogainLoss on the device: one kernel for the forward (a
-// cached row where it fits, cached_row.cuh, else per_vector.cuh's passes)
+// cached vector where it fits, cached_row.cuh, else per_vector.cuh's passes)
 // and one for the backward, which reads prob once anyway.
 #include <climits>
 #include <cstdint>
@@ -59,18 +59,19 @@ struct InfogainForwardOp {
     const Dtype m = Max(g, v, x);
     Dtype sum = 0, h_dot = 0;
     ForEach(g, v, [&](int64_t k, int c) {
-      Accumulate(h, c, x[k] - m, &sum, &h_dot);
+      Accumulate(h, c, LoadGlobal(x + k) - m, &sum, &h_dot);
     });
     sum = g.AllReduce(sum, SumOp());
     h_dot = g.AllReduce(h_dot, SumOp());
     const Dtype log_sum = Log(sum);
-    ForEach(g, v, [&](int64_t k, int) { prob[k] = Exp(x[k] - m - log_sum); });
+    ForEach(g, v, [&](int64_t k, int) {
+      StoreGlobal(prob + k, Exp(LoadGlobal(x + k) - m - log_sum));
+    });
     if (g.first == 0) Record(v, kind, h, row_sum * log_sum - h_dot);
   }
 
   template <typename Row>
-  __device__ void operator()(Row& row, int64_t r) const {
-    const Vector v = RowVector(r, row.channels);
+  __device__ void operator()(Row& row, const Vector& v) const {
     LabelKind kind;
     Dtype row_sum = 0;
     const Dtype* h = targets.Row(v, &kind, &row_sum);
@@ -124,13 +125,13 @@ struct InfogainBackwardOp {
     Dtype row_sum = 0;
     const Dtype* h = targets.Row(v, &kind, &row_sum);
     if (!h) {
-      ForEach(g, v, [&](int64_t k, int) { dx[k] = 0; });
+      ForEach(g, v, [&](int64_t k, int) { StoreGlobal(dx + k, Dtype(0)); });
       return;
     }
     const Dtype scale = top_diff[0] * inv_norm;
     const Dtype p_scale = scale * row_sum;
     ForEach(g, v, [&](int64_t k, int c) {
-      dx[k] = p_scale * prob[k] - scale * h[c];
+      StoreGlobal(dx + k, p_scale * LoadGlobal(prob + k) - scale * h[c]);
     });
   }
 };

@@ -19,6 +19,13 @@
 #define CT_STATIC_SHARED(type, name, count) __shared__ type name[count]
 #endif
 
+// Counts a kernel's global traffic of row elements, in bytes: the emulated
+// test defines it first to add them up (tests/emulated/traffic.hpp); on a
+// GPU it is nothing.
+#ifndef CT_COUNT_GLOBAL
+#define CT_COUNT_GLOBAL(read_bytes, written_bytes)
+#endif
+
 // Every kernel is declared `__launch_bounds__(its largest launch, 1)`: the
 // bound lets ptxas budget registers for that many threads (the emulated test
 // fails a launch above it), and the second figure, one block per
@@ -74,6 +81,22 @@ void Launch(void (*kernel)(Params...), int blocks, int threads,
 // alone wraps from 2^31 threads (2^26 rows at a warp per row).
 __device__ inline int64_t GlobalThread() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+// A load and a store of row elements in global memory: the cached rows'
+// (register_row.cuh, cached_row.cuh) and the multi-pass ops' go through
+// these, so that the emulated test can count them. The per-vector scalars
+// (beta, labels, statistics) and H's rows are read and written directly.
+template <typename T>
+__device__ __forceinline__ T LoadGlobal(const T* p) {
+  CT_COUNT_GLOBAL(sizeof(T), 0);
+  return *p;
+}
+
+template <typename T>
+__device__ __forceinline__ void StoreGlobal(T* p, const T& value) {
+  CT_COUNT_GLOBAL(0, sizeof(T));
+  *p = value;
 }
 
 // *target = value from the device, ordered with the kernels around it (a

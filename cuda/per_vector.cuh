@@ -1,18 +1,20 @@
 #ifndef CAFFE_TEMPERATURE_CUDA_PER_VECTOR_CUH_
 #define CAFFE_TEMPERATURE_CUDA_PER_VECTOR_CUH_
 
-// The multi-pass dispatch: every vector the row caches of cached_row.cuh do
-// not take (inner > 1, rows too long to cache) and the layers' small helpers.
-// An operation is a functor with `template <typename Group> __device__ void
-// operator()(const Group& g, const Vector& v) const` that handles one softmax
-// vector, reading it from global memory as often as it needs; LaunchPerVector
-// runs it on every vector of a blob, the vector owned by one thread (inner >
-// 1: adjacent threads take adjacent inner positions, so that each channel's
-// loads are coalesced), by the warps of a block (inner > 1 with too few
-// positions to fill the GPU: the channels are split between them), one warp
-// (inner == 1, C <= kMaxWarpRowChannels) or one block (inner == 1, larger
-// C). Every thread of a group gets the same vector and the group-wide
-// reductions; the thread with g.first == 0 writes the per-vector results.
+// The multi-pass dispatch: every vector the caches of cached_row.cuh do not
+// take (inner > 1 with more channels than a thread's registers hold, rows
+// too long for shared memory) and the layers' small helpers. An operation is
+// a functor with `template <typename Group> __device__ void operator()(const
+// Group& g, const Vector& v) const` that handles one softmax vector, reading
+// it from global memory (LoadGlobal, StoreGlobal) as often as it needs;
+// LaunchPerVector runs it on every vector of a blob, the vector owned by one
+// thread (inner > 1: adjacent threads take adjacent inner positions, so that
+// each channel's loads are coalesced), by the warps of a block (inner > 1
+// with too few positions to fill the GPU: the channels are split between
+// them), one warp (inner == 1, C <= kMaxWarpRowChannels) or one block
+// (inner == 1, larger C). Every thread of a group gets the same vector and
+// the group-wide reductions; the thread with g.first == 0 writes the
+// per-vector results.
 
 #include <cstdint>
 
@@ -119,7 +121,7 @@ template <typename Dtype, typename Group>
 __device__ __forceinline__ Dtype Max(const Group& g, const Vector& v,
                                      const Dtype* x) {
   return Reduce(g, v, Dtype(-INFINITY), MaxOp(),
-                [&](int64_t k, int) { return x[k]; });
+                [&](int64_t k, int) { return LoadGlobal(x + k); });
 }
 
 // The vector of position p (inner > 1).

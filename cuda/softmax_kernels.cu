@@ -1,8 +1,8 @@
 // GPU versions of the kernels in src/softmax_kernels.cpp, plus the small
 // helpers the layers need on the device (row sums, validation). Every softmax
-// operation is one kernel: on a row cached on chip (cached_row.cuh: each
-// input read once, each output written once) where inner == 1 and the row
-// fits, else on the multi-pass dispatch of per_vector.cuh.
+// operation is one kernel: on a vector cached on chip (cached_row.cuh: each
+// input read once, each output written once) where it fits, else on the
+// multi-pass dispatch of per_vector.cuh.
 #include <climits>
 #include <cmath>
 
@@ -28,7 +28,9 @@ __device__ __forceinline__ void InputGradient(const Group& g, const Vector& v,
                                               Dtype b, const Dtype* y,
                                               const Dtype* dy, Dtype dot,
                                               Dtype* dx) {
-  ForEach(g, v, [&](int64_t k, int) { dx[k] = b * y[k] * (dy[k] - dot); });
+  ForEach(g, v, [&](int64_t k, int) {
+    StoreGlobal(dx + k, b * LoadGlobal(y + k) * (LoadGlobal(dy + k) - dot));
+  });
 }
 
 // Each op has two call operators: one on a row cached on chip
@@ -48,19 +50,20 @@ struct ForwardOp {
     const Dtype m = Max(g, v, x);
     const Dtype b = BetaAt(beta, v);
     const Dtype sum = Reduce(g, v, Dtype(0), SumOp(), [&](int64_t k, int) {
-      return Exp(b * (x[k] - m));
+      return Exp(b * (LoadGlobal(x + k) - m));
     });
-    ForEach(g, v, [&](int64_t k, int) { y[k] = Exp(b * (x[k] - m)) / sum; });
+    ForEach(g, v, [&](int64_t k, int) {
+      StoreGlobal(y + k, Exp(b * (LoadGlobal(x + k) - m)) / sum);
+    });
   }
   // x read once, y written once, exp taken once per element.
   template <typename Row>
-  __device__ void operator()(Row& row, int64_t r) const {
-    const int64_t offset = r * row.channels;
-    row.template Load<0>(x + offset);
+  __device__ void operator()(Row& row, const Vector& v) const {
+    row.template Load<0>(x + v.offset);
     Dtype m = -INFINITY;
     row.ForEach([&](int, Dtype& z) { m = MaxOp()(m, z); });
     m = row.AllReduce(m, MaxOp());
-    const Dtype b = beta.data[r * beta.outer_stride];
+    const Dtype b = BetaAt(beta, v);
     Dtype sum = 0;
     row.ForEach([&](int, Dtype& z) {
       z = Exp(b * (z - m));
@@ -68,7 +71,7 @@ struct ForwardOp {
     });
     sum = row.AllReduce(sum, SumOp());
     const Dtype inv_sum = Dtype(1) / sum;
-    row.Store(y + offset, [&](int, Dtype e) { return e * inv_sum; });
+    row.Store(y + v.offset, [&](int, Dtype e) { return e * inv_sum; });
   }
 };
 
@@ -86,20 +89,21 @@ struct BackwardOp {
   template <typename Group>
   __device__ void operator()(const Group& g, const Vector& v) const {
     const Dtype dot = Reduce(g, v, Dtype(0), SumOp(),
-                             [&](int64_t k, int) { return dy[k] * y[k]; });
+                             [&](int64_t k, int) {
+                               return LoadGlobal(dy + k) * LoadGlobal(y + k);
+                             });
     InputGradient(g, v, BetaAt(beta, v), y, dy, dot, dx);
   }
   // y and dy read once (dy twice where streamed).
   template <typename Row>
-  __device__ void operator()(Row& row, int64_t r) const {
-    const int64_t offset = r * row.channels;
-    row.template Load<0>(y + offset);
-    row.template Load<1>(dy + offset);
+  __device__ void operator()(Row& row, const Vector& v) const {
+    row.template Load<0>(y + v.offset);
+    row.template Load<1>(dy + v.offset);
     Dtype dot = 0;
     row.ForEach([&](int, Dtype& y_c, Dtype& dy_c) { dot += dy_c * y_c; });
     dot = row.AllReduce(dot, SumOp());
-    const Dtype b = beta.data[r * beta.outer_stride];
-    row.Store(dx + offset, [&](int, Dtype y_c, Dtype dy_c) {
+    const Dtype b = BetaAt(beta, v);
+    row.Store(dx + v.offset, [&](int, Dtype y_c, Dtype dy_c) {
       return b * y_c * (dy_c - dot);
     });
   }
@@ -132,9 +136,10 @@ struct BackwardWithBetaGradientOp {
     const Dtype m = Max(g, v, x);
     Dtype dot = 0, mean = 0, dot_d = 0;
     ForEach(g, v, [&](int64_t k, int) {
-      const Dtype d = x[k] - m, dy_y = dy[k] * y[k];
+      const Dtype y_k = LoadGlobal(y + k);
+      const Dtype d = LoadGlobal(x + k) - m, dy_y = LoadGlobal(dy + k) * y_k;
       dot += dy_y;
-      mean += y[k] * d;
+      mean += y_k * d;
       dot_d += dy_y * d;
     });
     dot = g.AllReduce(dot, SumOp());
@@ -145,11 +150,10 @@ struct BackwardWithBetaGradientOp {
   }
   // x, y and dy read once (dy twice where streamed).
   template <typename Row>
-  __device__ void operator()(Row& row, int64_t r) const {
-    const int64_t offset = r * row.channels;
-    row.template Load<0>(x + offset);
-    row.template Load<1>(y + offset);
-    row.template Load<2>(dy + offset);
+  __device__ void operator()(Row& row, const Vector& v) const {
+    row.template Load<0>(x + v.offset);
+    row.template Load<1>(y + v.offset);
+    row.template Load<2>(dy + v.offset);
     Dtype m = -INFINITY;
     row.template ForEachOf<0>([&](int, Dtype& x_c) { m = MaxOp()(m, x_c); });
     m = row.AllReduce(m, MaxOp());
@@ -163,10 +167,10 @@ struct BackwardWithBetaGradientOp {
     dot = row.AllReduce(dot, SumOp());
     mean = row.AllReduce(mean, SumOp());
     dot_d = row.AllReduce(dot_d, SumOp());
-    if (row.Leader()) position_grad[r] = dot_d - dot * mean;
+    if (row.Leader()) position_grad[v.position] = dot_d - dot * mean;
     if (!dx) return;
-    const Dtype b = beta.data[r * beta.outer_stride];
-    row.Store(dx + offset, [&](int, Dtype, Dtype y_c, Dtype dy_c) {
+    const Dtype b = BetaAt(beta, v);
+    row.Store(dx + v.offset, [&](int, Dtype, Dtype y_c, Dtype dy_c) {
       return b * y_c * (dy_c - dot);
     });
   }

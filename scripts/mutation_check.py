@@ -4,15 +4,23 @@ emulated GPU test (gpu_kernels_emulated, run by CTest for every emulated
 architecture) catches.
 
     scripts/mutation_check.py [--build-dir build] [--hip-cpu-dir DIR] [--only N ...]
+                              [--work-dir DIR [--no-baseline]]
 
-Run by hand (it rebuilds the test once per mutation: a few minutes each on
-two cores). The repository is copied into a temporary folder first, so the
-working tree is never touched. Caffe_DIR and HIP-CPU are taken from the
-given, already configured build unless given.
+Run by hand. The repository is copied into a folder first (temporary, or
+--work-dir, kept and reused by the next run, so that --only subsets spread
+over several runs build incrementally), so the working tree is never
+touched; each mutation rebuilds only the translated files it touches (one
+to three, a minute or two on two cores) and is reverted after its run. The
+test runs for every emulated architecture at once, its quick tests first,
+and stops at the first failure, so a caught mutant costs seconds of test
+and an uncaught one the whole test. Caffe_DIR, HIP-CPU and the emulated
+architectures are taken from the given, already configured build unless
+given.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -88,30 +96,27 @@ MUTATIONS = (
              "  CT_STATIC_SHARED(Dtype, scratch, kBlockRowScratch);\n"
              "  CT_STATIC_SHARED(Dtype, spare, kWarpSize);"),
     Mutation("dropped normalisation of the softmax", "cuda/softmax_kernels.cu",
-             "y[k] = Exp(b * (x[k] - m)) / sum;", "y[k] = Exp(b * (x[k] - m));"),
-    Mutation("warp-cached row reads past its end", "cuda/cached_row.cuh",
+             "(LoadGlobal(x + k) - m)) / sum);", "(LoadGlobal(x + k) - m)));"),
+    Mutation("register row reads past its end", "cuda/register_row.cuh",
              "if (Column(j) >= channels) continue;\n      const Pack",
-             "const Pack",
-             invisible="the values read past the row are never used, and "
-                       "the guard zones are readable memory"),
-    Mutation("warp-cached row visits columns past its end",
-             "cuda/cached_row.cuh",
+             "const Pack"),
+    Mutation("register row visits columns past its end",
+             "cuda/register_row.cuh",
              "if (Column(j) >= channels) continue;\n#pragma unroll\n"
-             "      for (int t = 0; t < V; ++t) {\n        Visit",
-             "#pragma unroll\n      for (int t = 0; t < V; ++t) {\n"
-             "        Visit"),
-    Mutation("warp-cached rows: one row too many", "cuda/cached_row.cuh",
+             "      for (int t = 0; t < V; ++t) Visit",
+             "#pragma unroll\n      for (int t = 0; t < V; ++t) Visit"),
+    Mutation("warp-cached rows: one row too many", "cuda/register_row.cuh",
              "if (r >= rows) return;", "if (r > rows) return;"),
-    Mutation("vector load unpacks the wrong value", "cuda/cached_row.cuh",
+    Mutation("vector load unpacks the wrong value", "cuda/register_row.cuh",
              "value[I][j * V + t] = pack.v[t];",
              "value[I][j * V + t] = pack.v[0];"),
     Mutation("block-cached row loads every other chunk", "cuda/cached_row.cuh",
-             "q += blockDim.x) {\n        to[q] = from[q];",
-             "q += 2 * blockDim.x) {\n        to[q] = from[q];"),
+             "q += blockDim.x) {\n        to[q] = LoadGlobal(from + q);",
+             "q += 2 * blockDim.x) {\n        to[q] = LoadGlobal(from + q);"),
     Mutation("block row: a streamed input read one chunk off",
-             "cuda/cached_row.cuh", "return streamed[I - kCached][q];",
-             "return streamed[I - kCached][q + 1];"),
-    Mutation("vector loads on misaligned pointers", "cuda/cached_row.cuh",
+             "cuda/cached_row.cuh", "return LoadGlobal(streamed[I - kCached] + q);",
+             "return LoadGlobal(streamed[I - kCached] + q + 1);"),
+    Mutation("vector loads on misaligned pointers", "cuda/register_row.cuh",
              "return reinterpret_cast<uintptr_t>(p) % bytes == 0 &&",
              "return true ||"),
     Mutation("cached forward without the 1/sum", "cuda/softmax_kernels.cu",
@@ -122,15 +127,15 @@ MUTATIONS = (
              "static_cast<int64_t>(v.o) * beta.outer_stride",
              "static_cast<int64_t>(v.i) * beta.outer_stride"),
     Mutation("beta gradient without its mean term", "cuda/softmax_kernels.cu",
-             "position_grad[v.position] = dot_d - dot * mean;",
-             "position_grad[v.position] = dot_d;"),
+             "(g.first == 0) position_grad[v.position] = dot_d - dot * mean;",
+             "(g.first == 0) position_grad[v.position] = dot_d;"),
     Mutation("cached beta gradient without its mean term",
              "cuda/softmax_kernels.cu",
-             "position_grad[r] = dot_d - dot * mean;",
-             "position_grad[r] = dot_d;"),
+             "(row.Leader()) position_grad[v.position] = dot_d - dot * mean;",
+             "(row.Leader()) position_grad[v.position] = dot_d;"),
     Mutation("cached backward with the beta gradient reads y for dy",
              "cuda/softmax_kernels.cu",
-             "Load<2>(dy + offset);", "Load<2>(y + offset);"),
+             "Load<2>(dy + v.offset);", "Load<2>(y + v.offset);"),
     Mutation("validation misses the last value", "cuda/softmax_kernels.cu",
              "if (i < n && is_bad(values[i]))",
              "if (i < n - 1 && is_bad(values[i]))"),
@@ -138,16 +143,16 @@ MUTATIONS = (
              "if (*kind != kLabelValid) return NULL;",
              "if (*kind == kLabelInvalid) return NULL;"),
     Mutation("sign error in the infogain gradient", "cuda/infogain_kernels.cu",
-             "p_scale * prob[k] - scale * h[c]",
-             "p_scale * prob[k] + scale * h[c]"),
+             "p_scale * LoadGlobal(prob + k) - scale * h[c]",
+             "p_scale * LoadGlobal(prob + k) + scale * h[c]"),
     Mutation("cached infogain: h_dot on the unshifted logits",
              "cuda/infogain_kernels.cu",
              "Accumulate(h, c, x_c - m, &sum, &h_dot);",
              "Accumulate(h, c, x_c, &sum, &h_dot);"),
     Mutation("cached distillation: p normalised by the student's sum",
              "cuda/distillation_kernels.cu",
-             "KlTerm(z_t - log_sum_t, z_s - log_sum_s, &kl)",
-             "KlTerm(z_t - log_sum_s, z_s - log_sum_s, &kl)"),
+             "(t_c - max_t) - log_sum_t, z_s - log_sum_s, &kl)",
+             "(t_c - max_t) - log_sum_s, z_s - log_sum_s, &kl)"),
     Mutation("KL divergence the wrong way round",
              "cuda/distillation_kernels.cu",
              "*kl += p_c * (log_p - log_q);", "*kl += p_c * (log_q - log_p);"),
@@ -164,6 +169,39 @@ MUTATIONS = (
     Mutation("many-block row sums: a short last chunk drops its last column",
              "cuda/softmax_kernels.cu", "left < piece ? left : piece",
              "left < piece ? left - 1 : piece"),
+    Mutation("position rows: the channels 1 apart instead of inner",
+             "cuda/register_row.cuh",
+             "static_cast<int64_t>(Column(j)) * stride",
+             "static_cast<int64_t>(Column(j))"),
+    Mutation("position rows: one position too many", "cuda/register_row.cuh",
+             "if (p >= static_cast<int64_t>(s.outer) * s.inner) return;\n"
+             "  RegisterRow",
+             "if (p > static_cast<int64_t>(s.outer) * s.inner) return;\n"
+             "  RegisterRow"),
+    Mutation("position rows: C past the registers (the last channels dropped)",
+             "cuda/register_row.cuh",
+             "s.channels <= MaxColsPerLane<Dtype, kK, 1>()",
+             "s.channels <= 2 * MaxColsPerLane<Dtype, kK, 1>()"),
+    Mutation("position rows: reduced across neighbouring positions",
+             "cuda/register_row.cuh",
+             "if constexpr (kLanes == 1) {\n      return v;",
+             "if constexpr (false) {\n      return v;"),
+    Mutation("a launch above the position kernel's __launch_bounds__",
+             "cuda/register_row.cuh",
+             "__launch_bounds__(kThreads, 1)\n    PositionCachedKernel",
+             "__launch_bounds__(kThreads / 2, 1)\n    PositionCachedKernel"),
+    Mutation("distillation: q from the teacher's cached row",
+             "cuda/distillation_kernels.cu",
+             "row.template StoreOf<0>(", "row.template StoreOf<1>("),
+    Mutation("distillation: no teacher streaming (same values, multi-pass traffic)",
+             "cuda/distillation_kernels.cu",
+             "static const int kStreamable = 1;  // the teacher",
+             "static const int kStreamable = 0;  // the teacher"),
+    Mutation("cached forward stores y twice (same values, more traffic)",
+             "cuda/softmax_kernels.cu",
+             "    row.Store(y + v.offset, [&](int, Dtype e) { return e * inv_sum; });",
+             "    row.Store(y + v.offset, [&](int, Dtype e) { return e * inv_sum; });\n"
+             "    row.Store(y + v.offset, [&](int, Dtype e) { return e * inv_sum; });"),
 )
 
 
@@ -175,15 +213,24 @@ def cache_value(build_dir: Path, name: str) -> str:
 
 
 def copy_repository(target: Path) -> None:
-    """The tracked and untracked-but-not-ignored files, as a clone would have."""
+    """The tracked and untracked-but-not-ignored files, as a clone would have.
+
+    A file already there with the same bytes is left alone, and a changed one
+    is copied with a new time stamp, so that a kept --work-dir build rebuilds
+    exactly what changed since its last run.
+    """
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+        source, copy = ROOT / name, target / name
+        if not source.is_file():
+            continue
+        if copy.is_file() and copy.read_bytes() == source.read_bytes():
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+        shutil.copymode(source, copy)
 
 
 def run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess[str]:
@@ -191,38 +238,68 @@ def run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProc
                           timeout=timeout)
 
 
-def build_and_test(build: Path) -> tuple[str, str]:
+# Quick tests first, so that most mutants are caught within seconds.
+QUICK_TESTS = ("TrafficEmulated*:*MisalignedRows*:*RowSums*:*Validation*:"
+               "*InfogainReports*")
+
+
+def start_emulated(build: Path, arch: str, gtest_filter: str) -> subprocess.Popen[str]:
+    """The emulated test for one architecture, as CTest runs it, stopping at
+    its first failure (--gtest_break_on_failure), its output line-buffered so
+    that the failure is not lost with the process."""
+    return subprocess.Popen(
+        ["stdbuf", "-oL", str(build / "tests" / "gpu_kernels_emulated"),
+         f"--gtest_filter={gtest_filter}", "--gtest_break_on_failure"],
+        cwd=build, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "CAFFE_TEMPERATURE_EMULATED_ARCH": arch})
+
+
+def verdict_of(output: str) -> tuple[str, str]:
+    # A broken launch rule stops the test with the kernel, the rule and
+    # the figures.
+    broken = re.search(r"launch rule broken on the emulated (.*)$", output,
+                       re.MULTILINE)
+    if broken:
+        return "launch rule", broken.group(1)[:300]
+    running = re.findall(r"^\[ RUN      \] (\S+)", output, re.MULTILINE)
+    if "Failure" in output and running:
+        return "fail", running[-1]
+    return "crash", output[-300:]
+
+
+def build_and_test(build: Path, archs: list[str]) -> tuple[str, str]:
     """('pass' | 'fail' | 'launch rule' | 'build error' | 'crash' | 'timeout',
     detail).
 
-    The test runs once per emulated architecture (gpu_kernels_emulated_sm_NN,
-    both at once), as CTest runs it.
+    Rebuilds the test incrementally (only the translated files the mutation
+    touches), then runs it for every emulated architecture at once, the quick
+    tests first, each run stopping at its first failure.
     """
     built = run(["cmake", "--build", str(build), "--target",
                  "gpu_kernels_emulated", "-j2"], build, 1800)
     if built.returncode != 0:
         return "build error", built.stdout[-400:]
-    try:
-        tested = run(["ctest", "-R", "^gpu_kernels_emulated_sm_",
-                      "--output-on-failure", "-j2"], build, 1800)
-    except subprocess.TimeoutExpired:
-        return "timeout", ""
-    if tested.returncode == 0:
-        return "pass", ""
-    failed = sorted(set(re.findall(r"^\[  FAILED  \] (\S+?)(?:,|$)",
-                                   tested.stdout, re.MULTILINE)))
-    if failed:
-        return "fail", " ".join(failed)
-    # A broken launch rule stops the test with the kernel, the rule and
-    # the figures.
-    broken = re.search(r"launch rule broken on the emulated (.*)$",
-                       tested.stdout, re.MULTILINE)
-    if broken:
-        return "launch rule", broken.group(1)[:300]
-    return "crash", tested.stdout[-300:]
+    for gtest_filter in (QUICK_TESTS, "-" + QUICK_TESTS):
+        runs = [(arch, start_emulated(build, arch, gtest_filter)) for arch in archs]
+        verdict = None
+        for arch, process in runs:
+            try:
+                output, _ = process.communicate(timeout=1800)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output, _ = process.communicate()
+                verdict = verdict or ("timeout", f"sm_{arch}")
+                continue
+            if process.returncode != 0 and not verdict:
+                found, detail = verdict_of(output)
+                verdict = (found, f"sm_{arch}: {detail}")
+        if verdict:
+            return verdict
+    return "pass", ""
 
 
-def check(mutation: Mutation, work: Path, build: Path) -> tuple[str, str]:
+def check(mutation: Mutation, work: Path, build: Path,
+          archs: list[str]) -> tuple[str, str]:
     path = work / mutation.path
     original = path.read_text()
     count = original.count(mutation.old)
@@ -231,7 +308,7 @@ def check(mutation: Mutation, work: Path, build: Path) -> tuple[str, str]:
                          f"{count} times in {mutation.path}, expected once")
     path.write_text(original.replace(mutation.old, mutation.new))
     try:
-        return build_and_test(build)
+        return build_and_test(build, archs)
     finally:
         path.write_text(original)
 
@@ -244,7 +321,30 @@ def parse_args() -> argparse.Namespace:
                         help="HIP-CPU (default: the build's CAFFE_TEMPERATURE_HIP_CPU_DIR)")
     parser.add_argument("--only", type=int, nargs="+", metavar="N",
                         help="run only these mutations (1-based, as listed)")
+    parser.add_argument("--work-dir", type=Path,
+                        help="keep the copy and its build here and reuse them in the next "
+                             "run (default: a temporary folder)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the unmutated run (for a --work-dir that passed it)")
     return parser.parse_args()
+
+
+def mutate_all(selected: list[tuple[int, Mutation]], work: Path, build: Path,
+               archs: list[str]) -> None:
+    caught = expected = 0
+    for number, mutation in selected:
+        start = time.monotonic()
+        verdict, detail = check(mutation, work, build, archs)
+        hit = verdict != "pass"
+        caught += hit
+        expected += not mutation.invisible
+        note = (f" (expected to pass: {mutation.invisible})"
+                if mutation.invisible else "")
+        print(f"{number:2d}. {mutation.kind} [{mutation.path}]: "
+              f"{'CAUGHT' if hit else 'missed'} ({verdict}{': ' + detail if detail else ''})"
+              f"{note} [{time.monotonic() - start:.0f} s]", flush=True)
+    print(f"caught {caught} of {len(selected)} mutations "
+          f"({expected} of them detectable in emulation)")
 
 
 def main() -> int:
@@ -256,11 +356,13 @@ def main() -> int:
         print(f"error: {args.build_dir} has no Caffe_DIR or HIP-CPU; give "
               "--build-dir of a configured build and --hip-cpu-dir", file=sys.stderr)
         return 2
+    archs = cache_value(args.build_dir, "CAFFE_TEMPERATURE_EMULATED_ARCHS") or "75;90"
     selected = [(i, m) for i, m in enumerate(MUTATIONS, 1)
                 if not args.only or i in args.only]
     with tempfile.TemporaryDirectory(prefix="ct-mutants-") as temp:
-        work = Path(temp) / "src"
-        build = Path(temp) / "build"
+        root = args.work_dir or Path(temp)
+        work = root / "src"
+        build = root / "build"
         copy_repository(work)
         configured = run(["cmake", "-S", str(work), "-B", str(build),
                           f"-DCaffe_DIR={caffe_dir}",
@@ -269,25 +371,13 @@ def main() -> int:
         if configured.returncode != 0:
             print(configured.stdout + configured.stderr, file=sys.stderr)
             return 1
-        baseline, detail = build_and_test(build)
-        if baseline != "pass":
-            print(f"error: the unmutated test does not pass ({baseline}: {detail})",
-                  file=sys.stderr)
-            return 1
-        caught = expected = 0
-        for number, mutation in selected:
-            start = time.monotonic()
-            verdict, detail = check(mutation, work, build)
-            hit = verdict != "pass"
-            caught += hit
-            expected += not mutation.invisible
-            note = (f" (expected to pass: {mutation.invisible})"
-                    if mutation.invisible else "")
-            print(f"{number:2d}. {mutation.kind} [{mutation.path}]: "
-                  f"{'CAUGHT' if hit else 'missed'} ({verdict}{': ' + detail if detail else ''})"
-                  f"{note} [{time.monotonic() - start:.0f} s]", flush=True)
-        print(f"caught {caught} of {len(selected)} mutations "
-              f"({expected} of them detectable in emulation)")
+        if not args.no_baseline:
+            baseline, detail = build_and_test(build, archs.split(";"))
+            if baseline != "pass":
+                print(f"error: the unmutated test does not pass ({baseline}: {detail})",
+                      file=sys.stderr)
+                return 1
+        mutate_all(selected, work, build, archs.split(";"))
     return 0
 
 

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "launch_rules.hpp"
+#include "traffic.hpp"
 
 // HIP-CPU asks GCC for SIMD clones of every kernel, which GCC refuses (with a
 // warning per kernel and type) for struct arguments such as the shapes and

@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ct_emulation {
@@ -205,12 +206,37 @@ inline void CheckConfiguration(const Launch& launch, unsigned launch_bound) {
   }
 }
 
+// The kernels entered since the last TakeEnteredKernels, each named once,
+// for the traffic table of test_traffic_emulated.cpp.
+struct EnteredKernels {
+  std::mutex mutex;
+  std::vector<std::string> names;
+};
+
+inline EnteredKernels& Entered() {
+  static EnteredKernels entered;
+  return entered;
+}
+
+inline std::vector<std::string> TakeEnteredKernels() {
+  EnteredKernels& entered = Entered();
+  std::lock_guard<std::mutex> lock(entered.mutex);
+  return std::move(entered.names);
+}
+
 // At the entry of every kernel (CT_KERNEL_ENTRY).
 inline void EnterKernel(const char* pretty_name, unsigned launch_bound) {
   Launch& launch = *current_launch;
   std::call_once(launch.entered, [&] {
     launch.kernel = KernelName(pretty_name);
     CheckConfiguration(launch, launch_bound);
+    const std::string name = launch.kernel.substr(0, launch.kernel.find('('));
+    EnteredKernels& entered = Entered();
+    std::lock_guard<std::mutex> lock(entered.mutex);
+    if (std::find(entered.names.begin(), entered.names.end(), name) ==
+        entered.names.end()) {
+      entered.names.push_back(name);
+    }
   });
 }
 
