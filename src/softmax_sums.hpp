@@ -15,11 +15,16 @@
 namespace caffe_temperature {
 
 // The exps of the softmax loops: ExpNonPositive where a vector is finite,
-// std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp). A
-// vector holds an infinity or a NaN exactly when the sum of its values is not
-// finite (or the sum overflowed, which only costs the slower exp): the sum
-// rides along with the max at one add per value, where testing each value's
-// bits would slow that pass down by half.
+// std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp).
+// A row (RowSoftmaxSum) needs std::exp only where its max is an infinity or
+// a NaN: a -inf logit under a finite max gets exp 0 either way, and a NaN
+// one gets NaN either way, which makes the sum, and so the whole row, NaN
+// (docs/robustness.md); the max pass alone decides, at no cost. A strip
+// position holds an infinity or a NaN exactly when the sum of its values'
+// sizes is not finite (or the sum overflowed, which only costs the slower
+// exp): the infogain loss needs that sum, and it rides along with the max
+// at one add per value, where testing each value's bits would slow that
+// pass down by half.
 struct FastExp {
   template <typename Dtype>
   CT_INLINE Dtype operator()(Dtype v) const { return ExpNonPositive(v); }
@@ -51,19 +56,14 @@ CT_INLINE Dtype RowExpSum(Exp exp, const Dtype* x, int n, Dtype b, Dtype m,
 }
 
 // With m = max_c x_c: writes *max = m and e_c = exp(b (x_c - m)) to e, and
-// returns sum_c e_c.
+// returns sum_c e_c. e may alias x.
 template <typename Dtype>
 CT_INLINE Dtype RowSoftmaxSum(const Dtype* x, int n, Dtype b, Dtype* e,
                               Dtype* max) {
-  Dtype m = x[0], total = 0;
-#pragma omp simd reduction(max : m) reduction(+ : total)
-  for (int c = 0; c < n; ++c) {
-    m = Larger(m, x[c]);
-    total += x[c];
-  }
+  const Dtype m = RowMax(x, n);
   *max = m;
-  return IsSpecial(total) ? RowExpSum(IeeeExp(), x, n, b, m, e)
-                          : RowExpSum(FastExp(), x, n, b, m, e);
+  return IsSpecial(m) ? RowExpSum(IeeeExp(), x, n, b, m, e)
+                      : RowExpSum(FastExp(), x, n, b, m, e);
 }
 
 // Whether some total[i], i < w, is an infinity or a NaN: one vectorised pass,

@@ -34,16 +34,19 @@ inline Dtype Smaller(Dtype a, Dtype b) {
 }
 
 // exp(x) for finite x <= 0. Range reduction x = k ln 2 + r, |r| <= ln 2 / 2,
-// with ln 2 in two parts (the first exact in 9 bits, so k * it is exact for
-// the |k| <= 126 met here), then Cephes' degree-6 polynomial for exp(r), times
-// 2^k built in the exponent bits. x below -87.33 (exp under FLT_MIN) gives 0.
-// With FMA (the x86-64-v3 and -v4 builds) within 3 ulp of exp; in the
-// baseline SSE2 build, where fast-math may merge the two parts of ln 2, within
-// 4e-6 relative at x near -87 and 1e-6 for x > -20.
+// with k = rint(x / ln 2) (one vroundps on x86-64-v3 and -v4) and ln 2 in two
+// parts (the first exact in 9 bits, so k * it is exact for the |k| <= 126
+// met here), then Cephes' degree-6 polynomial for exp(r), times 2^k. 2^k's
+// exponent bits are the low mantissa bits of k + 1.5 * 2^23 + 127, an add
+// and a shift instead of a clamp, an int conversion, an add and a shift; for
+// k < -126 they wrap, and the select discards the product: x below -87.33
+// (exp under FLT_MIN, -inf included) gives 0. A NaN gives NaN, as std::exp
+// does (the forward's fast path relies on it). With FMA (the x86-64-v3 and
+// -v4 builds) within 3 ulp of exp; in the baseline SSE2 build, where
+// fast-math may merge the two parts of ln 2, within 4.1e-6 relative at x
+// near -72 and 1e-6 for x > -20.
 inline float ExpNonPositive(float x) {
-  // k >= -127 keeps the conversion below defined for any argument (the
-  // select, or the caller, discards what -inf and NaN give).
-  const float k = Larger(-127.0f, std::floor(x * 1.44269504088896341f + 0.5f));
+  const float k = std::rint(x * 1.44269504088896341f);
   const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
   const float poly =
       (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) *
@@ -55,8 +58,10 @@ inline float ExpNonPositive(float x) {
        5.0000001201e-1f) *
           (r * r) +
       r + 1.0f;
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(k) + 127)
-                        << 23;
+  const float biased = k + 12583039.0f;  // 1.5 * 2^23 + 127
+  uint32_t bits;
+  std::memcpy(&bits, &biased, sizeof bits);
+  bits <<= 23;
   float two_to_k;
   std::memcpy(&two_to_k, &bits, sizeof two_to_k);
   return x < -87.33f ? 0.0f : poly * two_to_k;
