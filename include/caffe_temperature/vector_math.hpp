@@ -9,9 +9,11 @@
 // inlines and vectorises inside `#pragma omp simd` loops: about 1.5x the
 // throughput of glibc's vector expf, which is a call per vector and checks
 // every lane for special cases. Only for what a softmax exponentiates: a
-// finite logit minus its vector's maximum, never above 0. Vectors holding an
-// infinity or a NaN are found with IsSpecial and take std::exp, whose IEEE
-// results the NaN policy (docs/robustness.md) relies on.
+// finite logit minus its vector's maximum, never above 0. Vectors whose max
+// (a row's) or sum of sizes (a strip position's) is an infinity or a NaN are
+// found with IsSpecial and take std::exp, whose IEEE results the NaN policy
+// (docs/robustness.md) relies on; a NaN under a finite max gives NaN here as
+// there.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -44,6 +44,13 @@ TEST(VectorMathTest, ExpNonPositiveUnderflowsToZero) {
   EXPECT_EQ(ExpNonPositive(0.0f), 1.0f);
 }
 
+// A row under a finite max takes this exp even where it holds a NaN
+// (softmax_sums.hpp): the NaN must come out, as from std::exp.
+TEST(VectorMathTest, ExpNonPositiveKeepsNaN) {
+  EXPECT_TRUE(std::isnan(
+      ExpNonPositive(std::numeric_limits<float>::quiet_NaN())));
+}
+
 TEST(VectorMathTest, IsSpecialFindsInfinitiesAndNaNsOnly) {
   const float inf = std::numeric_limits<float>::infinity();
   EXPECT_TRUE(IsSpecial(inf));
