@@ -38,28 +38,33 @@ inline Dtype Smaller(Dtype a, Dtype b) {
 // exp(x) for finite x <= 0. Range reduction x = k ln 2 + r, |r| <= ln 2 / 2,
 // with k = rint(x / ln 2) (one vroundps on x86-64-v3 and -v4) and ln 2 in two
 // parts (the first exact in 9 bits, so k * it is exact for the |k| <= 126
-// met here), then Cephes' degree-6 polynomial for exp(r), times 2^k. 2^k's
-// exponent bits are the low mantissa bits of k + 1.5 * 2^23 + 127, an add
-// and a shift instead of a clamp, an int conversion, an add and a shift; for
-// k < -126 they wrap, and the select discards the product: x below -87.33
-// (exp under FLT_MIN, -inf included) gives 0. A NaN gives NaN, as std::exp
-// does (the forward's fast path relies on it). With FMA (the x86-64-v3 and
-// -v4 builds) within 3 ulp of exp; in the baseline SSE2 build, where
-// fast-math may merge the two parts of ln 2, within 4.1e-6 relative at x
-// near -72 and 1e-6 for x > -20.
+// met here), then a degree-5 polynomial for exp(r), times 2^k. The
+// polynomial, 1 + c1 r + ... + c5 r^5, is a minimax fit (Lawson's reweighted
+// least squares) of exp's relative error on [-ln 2 / 2, ln 2 / 2] about
+// -7e-8 (within [-1.5e-7, 0]): where fast-math merges the two parts of ln 2
+// into one float (the FMA builds), exp(r) comes out up to 2.4e-7 too large
+// at k = -126, which the low-lying fit takes back. 2^k's exponent bits are
+// the low mantissa bits of k + 1.5 * 2^23 + 127, an add and a shift instead
+// of a clamp, an int conversion, an add and a shift; for k < -126 they wrap,
+// and the select discards the product: x below -87.33 (exp under FLT_MIN,
+// -inf included) gives 0. A NaN gives NaN, as std::exp does (the forward's
+// fast path relies on it). exp(0) is 1. Within 3.6e-7 relative of exp (3
+// ulp at 1) built without fast-math (2.5e-7, test_vector_math) and in the
+// x86-64-v3 build (3.1e-7, every 1/1000 down to -87.3 and 3M random floats
+// down to -87.33; 3.0e-7 with the degree-7 Cephes polynomial it replaces,
+// which took 1.25x as long per exp); in the baseline SSE2 build, whose
+// merged ln 2 takes one rounding more, within 4.1e-6 at x near -72 and 1e-6
+// for x > -20.
 inline float ExpNonPositive(float x) {
   const float k = std::rint(x * 1.44269504088896341f);
   const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
   const float poly =
-      (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) *
-             r +
-         4.1665795894e-2f) *
-            r +
-        1.6666665459e-1f) *
+      ((((8.29748623e-3f * r + 4.19150442e-2f) * r + 1.66675746e-1f) * r +
+        4.99988973e-1f) *
            r +
-       5.0000001201e-1f) *
-          (r * r) +
-      r + 1.0f;
+       9.99999642e-1f) *
+          r +
+      1.0f;
   const float biased = k + 12583039.0f;  // 1.5 * 2^23 + 127
   uint32_t bits;
   std::memcpy(&bits, &biased, sizeof bits);
