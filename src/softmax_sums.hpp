@@ -16,15 +16,14 @@ namespace caffe_temperature {
 
 // The exps of the softmax loops: ExpNonPositive where a vector is finite,
 // std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp).
-// A row (RowSoftmaxSum) needs std::exp only where its max is an infinity or
-// a NaN: a -inf logit under a finite max gets exp 0 either way, and a NaN
-// one gets NaN either way, which makes the sum, and so the whole row, NaN
-// (docs/robustness.md); the max pass alone decides, at no cost. A strip
-// position holds an infinity or a NaN exactly when the sum of its values'
-// sizes is not finite (or the sum overflowed, which only costs the slower
-// exp): the infogain loss needs that sum, and it rides along with the max
-// at one add per value, where testing each value's bits would slow that
-// pass down by half.
+// A row (RowSoftmaxSum) holds an infinity or a NaN exactly when the largest
+// of its values' magnitude bits says so: an integer max per value beside the
+// max of the values, where a float sum of the values (a 3-cycle add chain)
+// made the max pass 2x slower. A strip position is tested by the sum of its
+// values' sizes (not finite where a value is not, or where the sum
+// overflowed, which only costs the slower exp): the infogain loss needs that
+// sum, and it rides along with the max at one add per value, where testing
+// each value's bits would slow that pass down by half.
 struct FastExp {
   template <typename Dtype>
   CT_INLINE Dtype operator()(Dtype v) const { return ExpNonPositive(v); }
@@ -60,10 +59,16 @@ CT_INLINE Dtype RowExpSum(Exp exp, const Dtype* x, int n, Dtype b, Dtype m,
 template <typename Dtype>
 CT_INLINE Dtype RowSoftmaxSum(const Dtype* x, int n, Dtype b, Dtype* e,
                               Dtype* max) {
-  const Dtype m = RowMax(x, n);
+  Dtype m = x[0];
+  auto widest = MagnitudeBits(x[0]);
+#pragma omp simd reduction(max : m, widest)
+  for (int c = 0; c < n; ++c) {
+    m = Larger(m, x[c]);
+    widest = Larger(widest, MagnitudeBits(x[c]));
+  }
   *max = m;
-  return IsSpecial(m) ? RowExpSum(IeeeExp(), x, n, b, m, e)
-                      : RowExpSum(FastExp(), x, n, b, m, e);
+  return IsSpecialMagnitude(widest) ? RowExpSum(IeeeExp(), x, n, b, m, e)
+                                    : RowExpSum(FastExp(), x, n, b, m, e);
 }
 
 // Whether some total[i], i < w, is an infinity or a NaN: one vectorised pass,

@@ -10,10 +10,9 @@
 // throughput of glibc's vector expf, which is a call per vector and checks
 // every lane for special cases. Only for what a softmax exponentiates: a
 // finite logit minus its vector's maximum, never above 0. Vectors whose max
-// (a row's) or sum of sizes (a strip position's) is an infinity or a NaN are
-// found with IsSpecial and take std::exp, whose IEEE results the NaN policy
-// (docs/robustness.md) relies on; a NaN under a finite max gives NaN here as
-// there.
+// magnitude bits (a row's, MagnitudeBits) or sum of sizes (a strip
+// position's) says it holds an infinity or a NaN take std::exp, whose IEEE
+// results the NaN policy (docs/robustness.md) relies on.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -90,6 +89,27 @@ inline bool IsSpecial(double x) {
   uint64_t bits;
   std::memcpy(&bits, &x, sizeof bits);
   return (bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+}
+
+// The bits of |x| as a signed integer: an infinity or a NaN has them at
+// least kSpecialMagnitude, so the largest over a vector says whether it
+// holds one, at one integer max per value beside the max of the values.
+inline int32_t MagnitudeBits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<int32_t>(bits & 0x7fffffffu);
+}
+
+inline int64_t MagnitudeBits(double x) {
+  uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<int64_t>(bits & 0x7fffffffffffffffull);
+}
+
+inline bool IsSpecialMagnitude(int32_t bits) { return bits >= 0x7f800000; }
+
+inline bool IsSpecialMagnitude(int64_t bits) {
+  return bits >= 0x7ff0000000000000ll;
 }
 
 }  // namespace caffe_temperature
