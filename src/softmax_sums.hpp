@@ -18,12 +18,13 @@ namespace caffe_temperature {
 // std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp).
 // A row (RowSoftmaxSum) holds an infinity or a NaN exactly when the largest
 // of its values' magnitude bits says so: an integer max per value beside the
-// max of the values, where a float sum of the values (a 3-cycle add chain)
-// made the max pass 2x slower. A strip position is tested by the sum of its
-// values' sizes (not finite where a value is not, or where the sum
-// overflowed, which only costs the slower exp): the infogain loss needs that
-// sum, and it rides along with the max at one add per value, where testing
-// each value's bits would slow that pass down by half.
+// max of the values, where a float sum of the values was a chain of adds of
+// 3 cycles' latency each (an integer max takes 1). A strip position is
+// tested by the sum of its values' sizes (not finite where a value is not,
+// or where the sum overflowed, which only costs the slower exp): the
+// infogain loss needs that sum, and it rides along with the max at one add
+// per value, where testing each value's bits would slow that pass down by
+// half.
 struct FastExp {
   template <typename Dtype>
   CT_INLINE Dtype operator()(Dtype v) const { return ExpNonPositive(v); }
