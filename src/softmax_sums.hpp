@@ -15,11 +15,16 @@
 namespace caffe_temperature {
 
 // The exps of the softmax loops: ExpNonPositive where a vector is finite,
-// std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp). A
-// vector holds an infinity or a NaN exactly when the sum of its values is not
-// finite (or the sum overflowed, which only costs the slower exp): the sum
-// rides along with the max at one add per value, where testing each value's
-// bits would slow that pass down by half.
+// std::exp (IEEE infinities and NaNs) where it is not (vector_math.hpp).
+// A row (RowSoftmaxSum) holds an infinity or a NaN exactly when the largest
+// of its values' magnitude bits says so: an integer max per value beside the
+// max of the values, where a float sum of the values was a chain of adds of
+// 3 cycles' latency each (an integer max takes 1). A strip position is
+// tested by the sum of its values' sizes (not finite where a value is not,
+// or where the sum overflowed, which only costs the slower exp): the
+// infogain loss needs that sum, and it rides along with the max at one add
+// per value, where testing each value's bits would slow that pass down by
+// half.
 struct FastExp {
   template <typename Dtype>
   CT_INLINE Dtype operator()(Dtype v) const { return ExpNonPositive(v); }
@@ -51,19 +56,20 @@ CT_INLINE Dtype RowExpSum(Exp exp, const Dtype* x, int n, Dtype b, Dtype m,
 }
 
 // With m = max_c x_c: writes *max = m and e_c = exp(b (x_c - m)) to e, and
-// returns sum_c e_c.
+// returns sum_c e_c. e may alias x.
 template <typename Dtype>
 CT_INLINE Dtype RowSoftmaxSum(const Dtype* x, int n, Dtype b, Dtype* e,
                               Dtype* max) {
-  Dtype m = x[0], total = 0;
-#pragma omp simd reduction(max : m) reduction(+ : total)
+  Dtype m = x[0];
+  auto widest = MagnitudeBits(x[0]);
+#pragma omp simd reduction(max : m, widest)
   for (int c = 0; c < n; ++c) {
     m = Larger(m, x[c]);
-    total += x[c];
+    widest = Larger(widest, MagnitudeBits(x[c]));
   }
   *max = m;
-  return IsSpecial(total) ? RowExpSum(IeeeExp(), x, n, b, m, e)
-                          : RowExpSum(FastExp(), x, n, b, m, e);
+  return IsSpecialMagnitude(widest) ? RowExpSum(IeeeExp(), x, n, b, m, e)
+                                    : RowExpSum(FastExp(), x, n, b, m, e);
 }
 
 // Whether some total[i], i < w, is an infinity or a NaN: one vectorised pass,

@@ -9,8 +9,9 @@
 // inlines and vectorises inside `#pragma omp simd` loops: about 1.5x the
 // throughput of glibc's vector expf, which is a call per vector and checks
 // every lane for special cases. Only for what a softmax exponentiates: a
-// finite logit minus its vector's maximum, never above 0. Vectors holding an
-// infinity or a NaN are found with IsSpecial and take std::exp, whose IEEE
+// finite logit minus its vector's maximum, never above 0. Vectors whose max
+// magnitude bits (a row's, MagnitudeBits) or sum of sizes (a strip
+// position's) says it holds an infinity or a NaN take std::exp, whose IEEE
 // results the NaN policy (docs/robustness.md) relies on.
 #include <algorithm>
 #include <cmath>
@@ -34,29 +35,39 @@ inline Dtype Smaller(Dtype a, Dtype b) {
 }
 
 // exp(x) for finite x <= 0. Range reduction x = k ln 2 + r, |r| <= ln 2 / 2,
-// with ln 2 in two parts (the first exact in 9 bits, so k * it is exact for
-// the |k| <= 126 met here), then Cephes' degree-6 polynomial for exp(r), times
-// 2^k built in the exponent bits. x below -87.33 (exp under FLT_MIN) gives 0.
-// With FMA (the x86-64-v3 and -v4 builds) within 3 ulp of exp; in the
-// baseline SSE2 build, where fast-math may merge the two parts of ln 2, within
-// 4e-6 relative at x near -87 and 1e-6 for x > -20.
+// with k = rint(x / ln 2) (one vroundps on x86-64-v3 and -v4) and ln 2 in two
+// parts (the first exact in 9 bits, so k * it is exact for the |k| <= 126
+// met here), then a degree-5 polynomial for exp(r), times 2^k. The
+// polynomial, 1 + c1 r + ... + c5 r^5, is a minimax fit (Lawson's reweighted
+// least squares) of exp's relative error on [-ln 2 / 2, ln 2 / 2] about
+// -7e-8 (within [-1.5e-7, 0]): where fast-math merges the two parts of ln 2
+// into one float (the FMA builds), exp(r) comes out up to 2.4e-7 too large
+// at k = -126, which the low-lying fit takes back. 2^k's exponent bits are
+// the low mantissa bits of k + 1.5 * 2^23 + 127, an add and a shift instead
+// of a clamp, an int conversion, an add and a shift; for k < -126 they wrap,
+// and the select discards the product: x below -87.33 (exp under FLT_MIN,
+// -inf included) gives 0. A NaN gives NaN, as std::exp does (the forward's
+// fast path relies on it). exp(0) is 1. Within 3.6e-7 relative of exp (3
+// ulp at 1) built without fast-math (2.5e-7, test_vector_math) and in the
+// x86-64-v3 build (3.1e-7, every 1/1000 down to -87.3 and 3M random floats
+// down to -87.33; 3.0e-7 with the degree-7 Cephes polynomial it replaces,
+// which took 1.25x as long per exp); in the baseline SSE2 build, whose
+// merged ln 2 takes one rounding more, within 4.1e-6 at x near -72 and 1e-6
+// for x > -20.
 inline float ExpNonPositive(float x) {
-  // k >= -127 keeps the conversion below defined for any argument (the
-  // select, or the caller, discards what -inf and NaN give).
-  const float k = Larger(-127.0f, std::floor(x * 1.44269504088896341f + 0.5f));
+  const float k = std::rint(x * 1.44269504088896341f);
   const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
   const float poly =
-      (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) *
-             r +
-         4.1665795894e-2f) *
-            r +
-        1.6666665459e-1f) *
+      ((((8.29748623e-3f * r + 4.19150442e-2f) * r + 1.66675746e-1f) * r +
+        4.99988973e-1f) *
            r +
-       5.0000001201e-1f) *
-          (r * r) +
-      r + 1.0f;
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(k) + 127)
-                        << 23;
+       9.99999642e-1f) *
+          r +
+      1.0f;
+  const float biased = k + 12583039.0f;  // 1.5 * 2^23 + 127
+  uint32_t bits;
+  std::memcpy(&bits, &biased, sizeof bits);
+  bits <<= 23;
   float two_to_k;
   std::memcpy(&two_to_k, &bits, sizeof two_to_k);
   return x < -87.33f ? 0.0f : poly * two_to_k;
@@ -78,6 +89,27 @@ inline bool IsSpecial(double x) {
   uint64_t bits;
   std::memcpy(&bits, &x, sizeof bits);
   return (bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+}
+
+// The bits of |x| as a signed integer: an infinity or a NaN has them at
+// least kSpecialMagnitude, so the largest over a vector says whether it
+// holds one, at one integer max per value beside the max of the values.
+inline int32_t MagnitudeBits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<int32_t>(bits & 0x7fffffffu);
+}
+
+inline int64_t MagnitudeBits(double x) {
+  uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<int64_t>(bits & 0x7fffffffffffffffull);
+}
+
+inline bool IsSpecialMagnitude(int32_t bits) { return bits >= 0x7f800000; }
+
+inline bool IsSpecialMagnitude(int64_t bits) {
+  return bits >= 0x7ff0000000000000ll;
 }
 
 }  // namespace caffe_temperature

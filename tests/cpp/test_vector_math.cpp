@@ -44,6 +44,36 @@ TEST(VectorMathTest, ExpNonPositiveUnderflowsToZero) {
   EXPECT_EQ(ExpNonPositive(0.0f), 1.0f);
 }
 
+TEST(VectorMathTest, MagnitudeBitsFindInfinitiesAndNaNsOnly) {
+  using caffe_temperature::IsSpecialMagnitude;
+  using caffe_temperature::MagnitudeBits;
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(IsSpecialMagnitude(MagnitudeBits(-inf)));
+  EXPECT_TRUE(IsSpecialMagnitude(
+      MagnitudeBits(-std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_TRUE(IsSpecialMagnitude(
+      MagnitudeBits(std::numeric_limits<double>::infinity())));
+  EXPECT_FALSE(IsSpecialMagnitude(
+      MagnitudeBits(-std::numeric_limits<float>::max())));
+  EXPECT_FALSE(IsSpecialMagnitude(
+      MagnitudeBits(-std::numeric_limits<double>::max())));
+}
+
+// A NaN under a finite max, in a row: the fast exp may give it 0, so the
+// row must be found and take std::exp (softmax_sums.hpp).
+TEST(VectorMathTest, KernelsRowWithNaNUnderFiniteMaxIsNaN) {
+  const SoftmaxShape shape = {2, 1000, 1};
+  std::vector<float> x(shape.count(), -1.0f);
+  x[0] = 5;
+  x[537] = std::numeric_limits<float>::quiet_NaN();
+  const float beta = 1;
+  const BetaView<float> view = {&beta, 0, 0};
+  std::vector<float> y(shape.count());
+  caffe_temperature::SoftmaxForwardCPU(shape, x.data(), view, y.data());
+  for (int c = 0; c < 1000; ++c) ASSERT_TRUE(std::isnan(y[c])) << c;
+  for (int c = 1000; c < 2000; ++c) ASSERT_FALSE(std::isnan(y[c])) << c;
+}
+
 TEST(VectorMathTest, IsSpecialFindsInfinitiesAndNaNsOnly) {
   const float inf = std::numeric_limits<float>::infinity();
   EXPECT_TRUE(IsSpecial(inf));
