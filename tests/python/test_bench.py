@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,16 +171,43 @@ def test_limit_refuses_what_it_would_not_write_in_place():
         _native.limit_forward(x, np.empty(6, np.float32), 0)
 
 
-def test_runs_are_warmed_up_then_timed_in_blocks_that_take_turns():
+def test_runs_are_warmed_up_then_timed_in_blocks_that_take_turns(monkeypatch):
     order: list[str] = []
     runs = [lambda: order.append("a"), lambda: order.append("b")]
+    monkeypatch.setattr(timing, "settle", lambda: order.append("idle") or True)
     timings = timing.median_ms(runs, 3, 1e-3)
     assert all(t.ms > 0 and t.calls_per_block > 1 for t in timings)
-    # Each block: one untimed call, to bring the run's data back into cache,
-    # then calls_per_block timed ones; a's block, then b's, three times.
+    # Each block: once the process is idle, one untimed call, to bring the
+    # run's data back into cache, then calls_per_block timed ones; a's block,
+    # then b's, three times.
     a, b = (t.calls_per_block + 1 for t in timings)
-    blocks = order[-3 * (a + b):]
-    assert blocks == (["a"] * a + ["b"] * b) * 3
+    blocks = order[-3 * (a + b + 2):]
+    assert blocks == (["idle"] + ["a"] * a + ["idle"] + ["b"] * b) * 3
+    assert order[0] == "idle"  # the warm-up too
+
+
+def spin_for(seconds: float) -> threading.Thread:
+    """A thread that keeps a core busy for ``seconds``, as a runtime's idle
+    threads do after its calls."""
+    def spin() -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("busy_s, settles", [(0.0, True), (0.1, True), (2 * timing.SETTLE_MAX_S, False)])
+def test_settle_waits_until_no_thread_spins(busy_s: float, settles: bool):
+    spinner = spin_for(busy_s)
+    start = time.perf_counter()
+    assert timing.settle() is settles
+    waited = time.perf_counter() - start
+    spinner.join()
+    assert waited >= min(busy_s, timing.SETTLE_MAX_S) / 2  # slack: the spinner may wait for a core
+    assert waited <= timing.SETTLE_MAX_S + 0.05 if busy_s else waited < 0.05
 
 
 def test_several_thread_counts_give_a_threads_plot(tmp_path: Path, capsys):

@@ -34,6 +34,14 @@ FULL_REPEAT_ELEMENTS = 1 << 21
 WARM_UP_BLOCKS = 4
 WARM_UP_MAX_CALLS = 20
 OVERHEAD_ROW = "pycaffe overhead (net of 1 Input layer)"
+# A runtime's idle threads spin on after its calls (this process's CPU time
+# during a sleep after 300 calls at 256x1000, 2 threads: ONNX Runtime's for
+# about 40 ms, libgomp's and PyTorch's about 10, OpenVINO's 1): where the
+# threads timed are as many as the cores, they take the next candidate's cores.
+# Before each block, sleep in slices until one passes with the process idle.
+SETTLE_SLICE_S = 0.002
+SETTLE_MAX_S = 0.25
+IDLE_CPU_SHARE = 0.05
 
 
 @dataclass
@@ -63,7 +71,7 @@ def minor_faults() -> int:
 def warm_up(run: Callable[[], object], seconds: float) -> float:
     """Calls ``run`` into its steady state and returns its time per call there.
 
-    For about ``seconds`` (at least once: first-touch allocations, lazy set-up,
+    Once the process is idle (settle), for about ``seconds`` (at least once: first-touch allocations, lazy set-up,
     caches), then on while its last call still took new pages (page faults),
     up to WARM_UP_MAX_CALLS: a run that allocates in every call (PyTorch) grows
     the heap over its first calls until its freed blocks fit what it asks for,
@@ -75,6 +83,7 @@ def warm_up(run: Callable[[], object], seconds: float) -> float:
     later. The time per call is the
     mean of the calls since the last one that faulted (the last call's if
     every one did)."""
+    settle()
     start = time.perf_counter()
     calls = steady_calls = 0
     steady_s = 0.0
@@ -89,12 +98,27 @@ def warm_up(run: Callable[[], object], seconds: float) -> float:
             return steady_s / steady_calls if steady_calls else took
 
 
+def settle() -> bool:
+    """Waits until no thread of this process uses the CPU (up to
+    SETTLE_MAX_S; whether it did): the previous candidate's idle threads have
+    stopped spinning."""
+    deadline = time.perf_counter() + SETTLE_MAX_S
+    while time.perf_counter() < deadline:
+        cpu = time.process_time()
+        time.sleep(SETTLE_SLICE_S)
+        if time.process_time() - cpu < IDLE_CPU_SHARE * SETTLE_SLICE_S:
+            return True
+    return False
+
+
 def timed_block(run: Callable[[], object], calls: int) -> float:
-    """Seconds per call over ``calls`` calls in a row, after one untimed call
-    that brings the run's data back into the caches, which the other runs'
+    """Seconds per call over ``calls`` calls in a row, once the other runs'
+    threads are idle (settle), after one untimed call that wakes the run's own
+    threads and brings its data back into the caches, which the other runs'
     turns have filled with theirs: otherwise the first call of every block
     reads from memory, and a run with fewer calls per block (a slower one)
     pays that on a larger share of its calls."""
+    settle()
     run()
     start = time.perf_counter()
     for _ in range(calls):
