@@ -186,6 +186,14 @@ def test_runs_are_warmed_up_then_timed_in_blocks_that_take_turns(monkeypatch):
     assert order[0] == "idle"  # the warm-up too
 
 
+def test_a_block_is_its_median_call_so_a_stalled_call_does_not_move_it(monkeypatch):
+    monkeypatch.setattr(timing, "settle", lambda: True)
+    # The untimed call, then ten timed ones, the fifth stalled (descheduled) for 30 ms.
+    pauses = iter([0.0] + [0.0002] * 4 + [0.03] + [0.0002] * 5)
+    block_s = timing.timed_block(lambda: time.sleep(next(pauses)), 10)
+    assert 0.0002 <= block_s < 0.002  # the mean would be above 0.003
+
+
 def spin_for(seconds: float) -> threading.Thread:
     """A thread that keeps a core busy for ``seconds``, as a runtime's idle
     threads do after its calls."""

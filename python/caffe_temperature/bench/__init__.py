@@ -8,7 +8,9 @@
 
 Each candidate is a small pycaffe net (inputs -> layers under test) timed on the
 same data, forward and forward + backward: warmed up, then timed in blocks of
-calls (--block-ms each), the median per call over --repeat blocks. The blocks of
+calls (--block-ms each), each call timed, the median of each block's median
+call over --repeat blocks; each block starts once the process's threads are idle
+(another runtime's spin on after its calls). The blocks of
 one layer group's candidates take turns, so that load from other processes falls
 on all of them alike; compare the ratios, which come from one run, rather than
 absolute times. Large shapes get fewer blocks.

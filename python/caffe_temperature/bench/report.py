@@ -18,7 +18,7 @@ from caffe_temperature.bench.timing import OVERHEAD_ROW
 
 NAME_WIDTH = 52
 LEGEND = f"""\
-(ms = median per call over n blocks of `calls` calls (fwd's), after a warm-up; the blocks of a
+(ms = median over n blocks of each block's median call (`calls` calls, fwd's), after a warm-up; the blocks of a
  shape's candidates take turns; float, same data, same run; thr = threads (plugin, BLAS, PyTorch,
  ONNX Runtime and OpenVINO intra-op);
  x = speed-up: time of the baseline / time of the candidate;

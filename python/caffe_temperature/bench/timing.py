@@ -46,8 +46,8 @@ IDLE_CPU_SHARE = 0.05
 
 @dataclass
 class Timing:
-    """One candidate's figure: the median per-call time over its blocks, and
-    how far its blocks spread (slowest / fastest)."""
+    """One candidate's figure: the median over its blocks of each block's median
+    call, and how far its blocks spread (slowest / fastest)."""
 
     ms: float
     calls_per_block: int
@@ -112,22 +112,29 @@ def settle() -> bool:
 
 
 def timed_block(run: Callable[[], object], calls: int) -> float:
-    """Seconds per call over ``calls`` calls in a row, once the other runs'
-    threads are idle (settle), after one untimed call that wakes the run's own
-    threads and brings its data back into the caches, which the other runs'
-    turns have filled with theirs: otherwise the first call of every block
-    reads from memory, and a run with fewer calls per block (a slower one)
-    pays that on a larger share of its calls."""
+    """The median seconds of ``calls`` calls in a row, each timed by itself.
+
+    Once the other runs' threads are idle (settle), after one untimed call that
+    wakes the run's own threads and brings its data back into the caches, which
+    the other runs' turns have filled with theirs: otherwise the first call of
+    every block reads from memory, and a run with fewer calls per block (a
+    slower one) pays that on a larger share of its calls. The median call, not
+    the mean: at 256x1000 with 2 threads on this 2-core VM, 1 to 3 calls of
+    every 80 (0.08 ms each) stalled for 4 to 8 ms (a thread descheduled while
+    the other waited at a barrier), which moved a block's mean up to 8x and
+    left its median within 5%."""
     settle()
     run()
-    start = time.perf_counter()
+    times = []
     for _ in range(calls):
+        began = time.perf_counter()
         run()
-    return (time.perf_counter() - start) / calls
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
 
 
 def median_ms(runs: list[Callable[[], object]], blocks: int, block_s: float) -> list[Timing]:
-    """The median per-call time of each run, over ``blocks`` blocks of calls.
+    """The median call of each run: over ``blocks`` blocks, of each block's median call.
 
     Each run is warmed up, then timed in blocks of as many calls as fit in
     about ``block_s`` (at least one), each block after an untimed call: a block
