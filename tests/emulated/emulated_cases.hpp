@@ -23,6 +23,8 @@
 
 namespace caffe_temperature {
 
+typedef ::testing::Types<float, double> Dtypes;
+
 // GPU results compared with their CPU reference, reported at the end.
 inline int comparisons = 0;
 

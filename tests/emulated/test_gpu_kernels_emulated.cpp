@@ -32,7 +32,6 @@ namespace {
 template <typename Dtype>
 class GpuKernelsEmulated : public ::testing::Test {};
 
-typedef ::testing::Types<float, double> Dtypes;
 TYPED_TEST_SUITE(GpuKernelsEmulated, Dtypes);
 
 TYPED_TEST(GpuKernelsEmulated, SoftmaxFamilyMatchesCpu) {

@@ -23,7 +23,6 @@ namespace {
 template <typename Dtype>
 class LossKernelsEmulated : public ::testing::Test {};
 
-typedef ::testing::Types<float, double> Dtypes;
 TYPED_TEST_SUITE(LossKernelsEmulated, Dtypes);
 
 TYPED_TEST(LossKernelsEmulated, InfogainMatchesCpu) {
