@@ -39,7 +39,11 @@ OVERHEAD_ROW = "pycaffe overhead (net of 1 Input layer)"
 # about 40 ms, libgomp's and PyTorch's about 10, OpenVINO's 1): where the
 # threads timed are as many as the cores, they take the next candidate's cores.
 # Before each block, sleep in slices until one passes with the process idle.
-SETTLE_SLICE_S = 0.002
+# A thread spinning on another CPU is charged its time at the scheduler's
+# ticks (every 4 ms here, HZ = 250; 10 ms at HZ = 100): a slice shorter than a
+# tick can pass without a tick and show none of it (2 ms slices did, and the
+# next block ran beside a spinning PyTorch thread).
+SETTLE_SLICE_S = 0.01
 SETTLE_MAX_S = 0.25
 IDLE_CPU_SHARE = 0.05
 
