@@ -23,7 +23,7 @@ RESULT_KEYS = {
     "group", "shape", "elements", "candidate", "baseline", "threads", "repeats", "calls_per_block", "forward_ms",
     "forward_backward_ms", "forward_spread", "forward_backward_spread", "forward_speedup",
     "forward_backward_speedup", "forward_gb_per_s", "forward_backward_gb_per_s", "forward_vs_floor",
-    "forward_backward_vs_floor", "forward_floor", "forward_backward_floor", "unstable", "value",
+    "forward_backward_vs_floor", "forward_floor", "forward_backward_floor", "unstable", "unstable_figures", "value",
 }
 # Short blocks: the tests check the figures' structure, not their accuracy.
 FAST = ["--block-ms", "0.2"]
@@ -89,7 +89,7 @@ def test_tiny_run_writes_json_and_png(tmp_path: Path, capsys):
 def test_each_group_has_floors_and_an_overhead_row_from_the_same_run(capsys, monkeypatch):
     # About the floors and the ratios: tiny timings on a loaded machine may trip
     # the checks, which have tests of their own.
-    monkeypatch.setattr(checks, "row_problems", lambda r, max_spread: [])
+    monkeypatch.setattr(checks, "row_problems", lambda r, max_spread: {})
     rows_run, _ = timing.run_all([(4, 6)], list(candidates.LAYER_GROUPS), settings(repeat=3))
     rows_all = results.with_ratios(rows_run)
     for group in candidates.LAYER_GROUPS:
@@ -353,12 +353,12 @@ def row(candidate: str = "layer", forward: float = 1.0, both: float | None = 2.0
                           forward_gb_per_s=1.0, forward_backward_gb_per_s=1.0, value=None, **fields)
 
 
-@pytest.mark.parametrize("bad, reason", [
-    (row(forward=3.0, both=2.0), "fwd 3 ms > fwd+bwd 2 ms"),
-    (row(spread=1.5), "fwd blocks spread over 1.3x"),
+@pytest.mark.parametrize("bad, reason, figures", [
+    (row(forward=3.0, both=2.0), "fwd 3 ms > fwd+bwd 2 ms", ["fwd", "f+b"]),  # which one is wrong is unknown
+    (row(spread=1.5, both=None), "fwd blocks spread over 1.3x", ["fwd"]),
 ])
-def test_impossible_rows_are_measured_again_then_flagged_unstable(bad, reason, capsys):
-    fine = row()
+def test_impossible_rows_are_measured_again_then_flagged_unstable(bad, reason, figures, capsys):
+    fine = row(both=bad.forward_backward_ms)
     for sequence, calls, flagged in (([bad, bad], 2, True), ([bad, fine], 2, False), ([fine], 1, False)):
         measured = iter(sequence)
         count = []
@@ -369,20 +369,38 @@ def test_impossible_rows_are_measured_again_then_flagged_unstable(bad, reason, c
 
         [out] = checks.policed(measure, max_spread=1.3, retries=1)
         assert len(count) == calls
-        assert out.unstable == ([reason] if flagged else [])
-    [unstable] = results.with_ratios([dataclasses.replace(bad, unstable=[reason])])
+        assert (out.unstable, out.unstable_figures) == (([reason], figures) if flagged else ([], []))
+    [unstable] = results.with_ratios(checks.policed(lambda: [bad], max_spread=1.3, retries=0))
     assert unstable.forward_gb_per_s is None and unstable.forward_speedup is None
     report.print_table([unstable], [], sys.stdout)
     line = capsys.readouterr().out.splitlines()[1]
-    assert f"unstable (spread {bad.forward_spread:.2f} / 1.00; {reason})" in line
-    assert f"{bad.forward_ms:9.3f}" not in line  # no figure
+    spreads = f"{bad.forward_spread:.2f}" + ("" if bad.forward_backward_ms is None else " / 1.00")
+    assert line.endswith(f"unstable (spread {spreads}; {reason})")
+    assert f"{bad.forward_ms:.3f}" not in line  # no figure
+
+
+def test_an_unstable_figure_leaves_the_rows_other_figure_standing(capsys):
+    stock, layer = row("stock", 4.0, 8.0), row(forward=1.0, both=2.0)
+    shaky = dataclasses.replace(layer, forward_backward_spread=1.8)
+    out = {r.candidate: r for r in results.with_ratios(checks.policed(lambda: [stock, shaky], 1.3, retries=0))}
+    assert out["layer"].unstable_figures == ["f+b"] and out["layer"].unstable == ["f+b blocks spread over 1.3x"]
+    assert out["layer"].forward_speedup == pytest.approx(4.0) and out["layer"].forward_gb_per_s == 1.0
+    assert out["layer"].forward_backward_speedup is None and out["layer"].forward_backward_gb_per_s is None
+    report.print_table([out["layer"]], [], sys.stdout)
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "    1.000    unstable   4.00x       -" in line
+    assert line.endswith("unstable (spread 1.00 / 1.80; f+b blocks spread over 1.3x)")
+    # Nor is an unstable figure a point of a fitted slope.
+    rows = [dataclasses.replace(shaky, elements=n, forward_ms=n / 10, forward_backward_ms=1.0,
+                                unstable_figures=["f+b"]) for n in (10, 100, 1000)]
+    assert report.scaling_slopes(rows) == {"layer": {"forward": pytest.approx(1.0)}}
 
 
 def test_a_speed_up_beyond_the_threads_is_measured_again_then_flagged():
     one, two = row(forward=2.0, both=4.0, threads=1), row(forward=0.7, both=2.0, threads=2)
     stock = [row("stock", 9.0, 9.0, threads=t) for t in (1, 2)]
     assert checks.thread_problems([one, two]) == {
-        ("softmax", "4x5", "layer", 2): ["fwd 2-thread speed-up 2.86x over 1 > 2x"]}
+        ("softmax", "4x5", "layer", 2): {"fwd": ["fwd 2-thread speed-up 2.86x over 1 > 2x"]}}
     assert checks.thread_problems([one, dataclasses.replace(two, forward_ms=1.0)]) == {}
 
     measured: list[tuple[str, str, int]] = []
@@ -393,9 +411,9 @@ def test_a_speed_up_beyond_the_threads_is_measured_again_then_flagged():
 
     out = checks.policed_threads([one, stock[0], two, stock[1]], again, retries=1)
     assert sorted(measured) == [("softmax", "4x5", 1), ("softmax", "4x5", 2)]  # both counts, whole groups
-    flagged = {(r.candidate, r.threads): r.unstable for r in out}
-    assert flagged == {("layer", 1): [], ("stock", 1): [], ("layer", 2): ["fwd 2-thread speed-up 2.86x over 1 > 2x"],
-                       ("stock", 2): []}
+    flagged = {(r.candidate, r.threads): (r.unstable, r.unstable_figures) for r in out}
+    assert flagged == {("layer", 1): ([], []), ("stock", 1): ([], []),
+                       ("layer", 2): (["fwd 2-thread speed-up 2.86x over 1 > 2x"], ["fwd"]), ("stock", 2): ([], [])}
     # The speed-up over the stock baseline of the flagged row is not a figure either.
     ratios = {(r.candidate, r.threads): r.forward_speedup for r in results.with_ratios(out)}
     assert ratios[("layer", 1)] == pytest.approx(4.5) and ratios[("layer", 2)] is None
@@ -410,11 +428,12 @@ def test_ratios_need_a_sound_baseline_and_sound_floors():
     assert out["layer"].forward_backward_vs_floor == pytest.approx(2 / 3)
     assert out["layer"].forward_backward_floor == "memory"
     assert out["layer"].forward_speedup == pytest.approx(4.0)
-    shaky = dataclasses.replace(exp, unstable=["fwd blocks spread over 1.3x"])
-    out = {r.candidate: r for r in results.with_ratios([dataclasses.replace(stock, unstable=["x"]), layer, memory,
-                                                        shaky])}
+    shaky = dataclasses.replace(exp, unstable=["fwd blocks spread over 1.3x"], unstable_figures=["fwd"])
+    out = {r.candidate: r for r in results.with_ratios([dataclasses.replace(stock, unstable_figures=["fwd", "f+b"]),
+                                                        layer, memory, shaky])}
     assert out["layer"].forward_vs_floor is None and out["layer"].forward_speedup is None
     assert out["layer"].forward_ms == 1.0  # its own figure stands
+    assert out["layer"].forward_backward_vs_floor == pytest.approx(2 / 3)  # the floors' f+b figures are sound
 
 
 def test_spread_is_the_slowest_block_over_the_fastest(monkeypatch):

@@ -1,5 +1,6 @@
 """The harness polices its own figures: what cannot be is re-measured, and
-printed as "unstable" if it stays so, never as a figure.
+printed as "unstable" if it stays so, never as a figure; a row's other figure,
+if it can be, stands.
 
 What cannot be, per row: a forward slower than the same candidate's forward +
 backward; blocks whose slowest took more than max_spread times the fastest
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from caffe_temperature.bench.results import Result
+from caffe_temperature.bench.results import FORWARD, FORWARD_BACKWARD, Result
 
 # (group, shape, threads): the unit that is re-measured, all its rows in turns,
 # so that a group's ratios always come from one measurement.
@@ -24,34 +25,47 @@ def group_key(r: Result) -> Key:
     return r.group, r.shape, r.threads
 
 
-def row_problems(r: Result, max_spread: float) -> list[str]:
-    """Why a row's figures cannot be taken as they are (none: they can)."""
-    problems = []
+# Reasons by the figure they concern (FORWARD, FORWARD_BACKWARD).
+Problems = dict[str, list[str]]
+
+
+def row_problems(r: Result, max_spread: float) -> Problems:
+    """Why each of a row's figures cannot be (none: they can)."""
+    problems: Problems = {}
     if r.forward_backward_ms is not None and r.forward_ms > r.forward_backward_ms:
-        problems.append(f"fwd {r.forward_ms:.3g} ms > fwd+bwd {r.forward_backward_ms:.3g} ms")
-    for what, spread in (("fwd", r.forward_spread), ("f+b", r.forward_backward_spread)):
+        reason = f"fwd {r.forward_ms:.3g} ms > fwd+bwd {r.forward_backward_ms:.3g} ms"
+        problems = {FORWARD: [reason], FORWARD_BACKWARD: [reason]}  # which one is wrong is unknown
+    for figure, spread in ((FORWARD, r.forward_spread), (FORWARD_BACKWARD, r.forward_backward_spread)):
         if spread is not None and spread > max_spread:
-            problems.append(f"{what} blocks spread over {max_spread:g}x")
+            problems.setdefault(figure, []).append(f"{figure} blocks spread over {max_spread:g}x")
     return problems
 
 
-def thread_problems(results: list[Result]) -> dict[tuple[str, str, str, int], list[str]]:
+def flagged(r: Result, problems: Problems) -> Result:
+    """``r`` with ``problems`` added to its reasons and unstable figures."""
+    reasons = [reason for figure_reasons in problems.values() for reason in figure_reasons]
+    return dataclasses.replace(r, unstable=list(dict.fromkeys(r.unstable + reasons)),
+                               unstable_figures=list(dict.fromkeys(r.unstable_figures + list(problems))))
+
+
+def thread_problems(results: list[Result]) -> dict[tuple[str, str, str, int], Problems]:
     """Rows whose time at k threads is more than k / j times shorter than at
     j < k threads, keyed by (group, shape, candidate, k)."""
     by_row: dict[tuple[str, str, str], dict[int, Result]] = {}
     for r in results:
         by_row.setdefault((r.group, r.shape, r.candidate), {})[r.threads] = r
-    problems: dict[tuple[str, str, str, int], list[str]] = {}
+    problems: dict[tuple[str, str, str, int], Problems] = {}
     for (group, shape, name), rows in by_row.items():
         for j, fewer in rows.items():
             for k, more in rows.items():
                 if k <= j:
                     continue
-                for what, before, after in (("fwd", fewer.forward_ms, more.forward_ms),
-                                            ("f+b", fewer.forward_backward_ms, more.forward_backward_ms)):
+                for figure, before, after in ((FORWARD, fewer.forward_ms, more.forward_ms),
+                                              (FORWARD_BACKWARD, fewer.forward_backward_ms,
+                                               more.forward_backward_ms)):
                     if before is not None and after is not None and before / after > k / j:
-                        problems.setdefault((group, shape, name, k), []).append(
-                            f"{what} {k}-thread speed-up {before / after:.2f}x over {j} > {k / j:g}x")
+                        problems.setdefault((group, shape, name, k), {}).setdefault(figure, []).append(
+                            f"{figure} {k}-thread speed-up {before / after:.2f}x over {j} > {k / j:g}x")
     return problems
 
 
@@ -63,7 +77,7 @@ def policed(measure: Callable[[], list[Result]], max_spread: float, retries: int
         if not any(row_problems(r, max_spread) for r in results):
             break
         results = measure()
-    return [dataclasses.replace(r, unstable=row_problems(r, max_spread)) for r in results]
+    return [flagged(r, row_problems(r, max_spread)) for r in results]
 
 
 def replace_groups(results: list[Result], fresh: dict[Key, list[Result]]) -> list[Result]:
@@ -91,5 +105,4 @@ def policed_threads(results: list[Result], measure: Callable[[str, str, int], li
         again = {(g, s, t) for g, s, _, _ in problems for t in {r.threads for r in results}}
         results = replace_groups(results, {key: measure(*key) for key in sorted(again)})
     problems = thread_problems(results)
-    return [dataclasses.replace(r, unstable=r.unstable + problems.get((r.group, r.shape, r.candidate, r.threads), []))
-            for r in results]
+    return [flagged(r, problems.get((r.group, r.shape, r.candidate, r.threads), {})) for r in results]

@@ -13,7 +13,7 @@ from caffe_temperature.bench.candidates import Settings
 from caffe_temperature.bench.floors import EXP_FLOOR_ROW, MEMORY_FLOOR_ROW, is_floor
 from caffe_temperature.bench.peers import ONNXRUNTIME_ROW, OPENVINO_ROW
 from caffe_temperature.bench.provenance import lines
-from caffe_temperature.bench.results import Result
+from caffe_temperature.bench.results import FIGURE_FIELDS, FORWARD, FORWARD_BACKWARD, Result, all_unstable, sound
 from caffe_temperature.bench.timing import OVERHEAD_ROW
 
 NAME_WIDTH = 52
@@ -34,7 +34,8 @@ LEGEND = f"""\
    forward only (inference runtimes);
  GB/s = bytes that must move / time, see traffic_bytes;
  unstable = a figure that cannot be (fwd slower than fwd+bwd, slowest block / fastest above the
-   limit, a speed-up above the added threads), still so when measured again: no figure)"""
+   limit, a speed-up above the added threads), still so when measured again: no figure, no ratio
+   from it; the row's other figure stands, with the spreads and reasons at the end of the row)"""
 
 
 def multiple(value: Optional[float], suffix: str = "") -> str:
@@ -45,16 +46,23 @@ def floor_multiple(value: Optional[float], floor: Optional[str]) -> str:
     return multiple(value, floor[0] if floor else "")
 
 
+def time_cell(r: Result, figure: str, width: int) -> str:
+    value = getattr(r, FIGURE_FIELDS[figure])
+    text = "-" if value is None else "unstable" if figure in r.unstable_figures else f"{value:.3f}"
+    return f"{text:>{width}}"
+
+
 def figures(r: Result) -> str:
-    """Times, speed-ups, multiples of the floor, GB/s; the overhead row moves no data."""
-    both = "-" if r.forward_backward_ms is None else f"{r.forward_backward_ms:.3f}"
-    times = f"{r.forward_ms:9.3f} {both:>11}"
+    """Times, speed-ups, multiples of the floor, GB/s; the overhead row moves no data.
+    A figure that cannot be reads "unstable", its ratios "-", and the reasons follow."""
+    times = f"{time_cell(r, FORWARD, 9)} {time_cell(r, FORWARD_BACKWARD, 11)}"
     floors = (f"{floor_multiple(r.forward_vs_floor, r.forward_floor):>8} "
               f"{floor_multiple(r.forward_backward_vs_floor, r.forward_backward_floor):>8}")
+    why = f"  {unstable(r)}" if r.unstable else ""
     if r.candidate == OVERHEAD_ROW:
-        return f"{times} {'-':>7} {'-':>7} {floors}"
+        return f"{times} {'-':>7} {'-':>7} {floors}{why}"
     return (f"{times} {multiple(r.forward_speedup, 'x'):>7} {multiple(r.forward_backward_speedup, 'x'):>7} {floors} "
-            f"{multiple(r.forward_gb_per_s):>9} {multiple(r.forward_backward_gb_per_s):>9}")
+            f"{multiple(r.forward_gb_per_s):>9} {multiple(r.forward_backward_gb_per_s):>9}{why}")
 
 
 def unstable(r: Result) -> str:
@@ -75,7 +83,7 @@ def print_table(results: list[Result], notes: list[str], out: TextIO) -> None:
           f"{'f+b GB/s':>9}", file=out)
     for r in results:
         print(f"{r.shape:<15} {r.candidate:<{NAME_WIDTH}} {r.threads:>3} {r.repeats:>3} {r.calls_per_block:>5} "
-              f"{unstable(r) if r.unstable else figures(r)}", file=out)
+              f"{unstable(r) if all_unstable(r) else figures(r)}", file=out)
     print(LEGEND, file=out)
     for baseline in dict.fromkeys(r.baseline for r in results):
         names = dict.fromkeys(r.candidate for r in results if r.baseline == baseline
@@ -94,25 +102,24 @@ def scaling_slopes(results: list[Result]) -> dict[str, dict[str, float]]:
     """Per candidate (and thread count, where several ran)."""
     several = len({r.threads for r in results}) > 1
     slopes = {}
-    sound = [r for r in results if not r.unstable]  # an unstable figure is no point to fit
-    for name, threads in dict.fromkeys((r.candidate, r.threads) for r in sound):
-        mine = [r for r in sound if (r.candidate, r.threads) == (name, threads)]
-        if len(mine) < 2:
-            continue
-        sizes = [r.elements for r in mine]
-        slope = {"forward": fit_slope(sizes, [r.forward_ms for r in mine])}
-        both = [r.forward_backward_ms for r in mine]
-        if None not in both:
-            slope["forward_backward"] = fit_slope(sizes, both)
-        slopes[f"{name}, {threads} thread" if several else name] = slope
+    for name, threads in dict.fromkeys((r.candidate, r.threads) for r in results):
+        mine = [r for r in results if (r.candidate, r.threads) == (name, threads)]
+        slope = {}
+        for key, figure in (("forward", FORWARD), ("forward_backward", FORWARD_BACKWARD)):
+            points = [r for r in mine if sound(r, figure)]  # an unstable figure is no point to fit
+            if len(points) >= 2:
+                times = [getattr(r, FIGURE_FIELDS[figure]) for r in points]
+                slope[key] = fit_slope([r.elements for r in points], times)
+        if slope:
+            slopes[f"{name}, {threads} thread" if several else name] = slope
     return slopes
 
 
 def print_slopes(group: str, slopes: dict[str, dict[str, float]], out: TextIO) -> None:
     print(f"\nscaling ({group}): fitted slope of log(time) vs log(N*C), 1 = linear", file=out)
     for name, s in slopes.items():
-        both = f"{s['forward_backward']:.3f}" if "forward_backward" in s else "-"
-        print(f"  {name:<{NAME_WIDTH}} fwd {s['forward']:.3f}   fwd+bwd {both}", file=out)
+        fwd, both = (f"{s[key]:.3f}" if key in s else "-" for key in ("forward", "forward_backward"))
+        print(f"  {name:<{NAME_WIDTH}} fwd {fwd}   fwd+bwd {both}", file=out)
 
 
 def json_document(settings: Settings, thread_counts: list[int], results: list[Result],
@@ -134,8 +141,9 @@ DASHES = ("-", "--", ":", "-.")
 
 
 def plotted(results: list[Result], field: str) -> list[Result]:
-    """The rows with a sound figure in ``field``: unstable rows and missing backwards are not drawn."""
-    return [r for r in results if not r.unstable and getattr(r, field) is not None]
+    """The rows with a sound figure in ``field``: unstable figures and missing backwards are not drawn."""
+    figure = next(name for name, f in FIGURE_FIELDS.items() if f == field)
+    return [r for r in results if sound(r, figure)]
 
 
 def size_series(results: list[Result], field: str) -> Series:

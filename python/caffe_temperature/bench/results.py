@@ -8,6 +8,10 @@ from typing import Optional
 
 from caffe_temperature.bench.floors import EXP_FLOOR_ROW, MEMORY_FLOOR_ROW
 
+# A row's two figures, by the names its reasons use, and their fields.
+FORWARD, FORWARD_BACKWARD = "fwd", "f+b"
+FIGURE_FIELDS = {FORWARD: "forward_ms", FORWARD_BACKWARD: "forward_backward_ms"}
+
 
 @dataclass
 class Result:
@@ -27,8 +31,11 @@ class Result:
     forward_gb_per_s: Optional[float]
     forward_backward_gb_per_s: Optional[float]
     value: Optional[float]  # the loss, for loss layers: candidates must agree
-    # Why the figures cannot be (checks.py); a row with reasons is printed as unstable.
+    # Why figures of the row cannot be (checks.py), and which (FORWARD,
+    # FORWARD_BACKWARD): those are printed as unstable, without ratios; the
+    # row's other figure stands.
     unstable: list[str] = field(default_factory=list)
+    unstable_figures: list[str] = field(default_factory=list)
     # The ratios (with_ratios), None where a row they need is unstable or absent.
     forward_speedup: Optional[float] = None
     forward_backward_speedup: Optional[float] = None
@@ -44,40 +51,58 @@ def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[
     return None if numerator is None or denominator is None else numerator / denominator
 
 
-def larger_floor(memory: Optional[Result], exp: Optional[Result], field_name: str
+def sound(r: Result, figure: str) -> bool:
+    """Whether the row has that figure and it can be."""
+    return getattr(r, FIGURE_FIELDS[figure]) is not None and figure not in r.unstable_figures
+
+
+def all_unstable(r: Result) -> bool:
+    """Whether none of the row's figures can be (it has some unstable)."""
+    return bool(r.unstable_figures) and not any(sound(r, figure) for figure in FIGURE_FIELDS)
+
+
+def larger_floor(memory: Optional[Result], exp: Optional[Result], figure: str
                  ) -> tuple[Optional[float], Optional[str]]:
-    """The larger of the two floors' times in ``field_name``, and its name; none unless both are sound."""
-    if memory is None or exp is None or memory.unstable or exp.unstable:
+    """The larger of the two floors' times for ``figure``, and its name; none unless both are sound."""
+    if memory is None or exp is None or not sound(memory, figure) or not sound(exp, figure):
         return None, None
-    times = {"memory": getattr(memory, field_name), "exp": getattr(exp, field_name)}
+    times = {"memory": getattr(memory, FIGURE_FIELDS[figure]), "exp": getattr(exp, FIGURE_FIELDS[figure])}
     name = max(times, key=lambda k: times[k])
     return times[name], name
 
 
+def figure_ratios(r: Result, base: Optional[Result], memory: Optional[Result], exp: Optional[Result],
+                  figure: str) -> tuple[Optional[float], Optional[float], Optional[str]]:
+    """One figure's speed-up over the baseline and multiple of the larger floor
+    (and its name): none where the figure, or the one it is divided by, cannot be."""
+    if not sound(r, figure):
+        return None, None, None
+    time = getattr(r, FIGURE_FIELDS[figure])
+    speedup = ratio(getattr(base, FIGURE_FIELDS[figure]), time) if base and sound(base, figure) else None
+    floor, name = larger_floor(memory, exp, figure)
+    return speedup, ratio(time, floor), name
+
+
 def with_ratios(results: list[Result]) -> list[Result]:
-    """Each row with its speed-up over its baseline and its multiple of the
-    larger floor, from the rows of the same (group, shape, threads); a row that
-    is unstable, or whose baseline or floors are, gets none (nor a GB/s)."""
+    """Each row with its speed-ups over its baseline and its multiples of the
+    larger floor, from the rows of the same (group, shape, threads), figure by
+    figure; a figure that is unstable, or whose baseline or floors are, gets
+    none (nor a GB/s)."""
     by_key: dict[tuple[str, str, int], dict[str, Result]] = {}
     for r in results:
         by_key.setdefault((r.group, r.shape, r.threads), {})[r.candidate] = r
     out = []
     for r in results:
-        if r.unstable:
-            out.append(dataclasses.replace(r, forward_gb_per_s=None, forward_backward_gb_per_s=None))
-            continue
         rows = by_key[(r.group, r.shape, r.threads)]
         base = rows.get(r.baseline)
-        base = None if base is None or base.unstable else base
         memory = rows.get(MEMORY_FLOOR_ROW)
         exp = next((row for name, row in rows.items() if name.startswith(EXP_FLOOR_ROW)), None)
-        forward_floor, forward_name = larger_floor(memory, exp, "forward_ms")
-        both_floor, both_name = larger_floor(memory, exp, "forward_backward_ms")
+        fwd_speedup, fwd_floor, fwd_name = figure_ratios(r, base, memory, exp, FORWARD)
+        both_speedup, both_floor, both_name = figure_ratios(r, base, memory, exp, FORWARD_BACKWARD)
         out.append(dataclasses.replace(
-            r,
-            forward_speedup=ratio(base.forward_ms if base else None, r.forward_ms),
-            forward_backward_speedup=ratio(base.forward_backward_ms if base else None, r.forward_backward_ms),
-            forward_vs_floor=ratio(r.forward_ms, forward_floor), forward_floor=forward_name,
-            forward_backward_vs_floor=ratio(r.forward_backward_ms, both_floor),
-            forward_backward_floor=both_name if r.forward_backward_ms is not None else None))
+            r, forward_speedup=fwd_speedup, forward_backward_speedup=both_speedup,
+            forward_vs_floor=fwd_floor, forward_floor=fwd_name,
+            forward_backward_vs_floor=both_floor, forward_backward_floor=both_name,
+            forward_gb_per_s=r.forward_gb_per_s if sound(r, FORWARD) else None,
+            forward_backward_gb_per_s=r.forward_backward_gb_per_s if sound(r, FORWARD_BACKWARD) else None))
     return out
