@@ -30,8 +30,8 @@ blocks whose slowest took more than --max-spread times the fastest, or a
 speed-up from k threads over j above k / j, is measured again (the whole group,
 --retries times) and, if it stays so, printed as "unstable" with its spread,
 never as a figure; the row's other figure (forward, or forward + backward),
-if it can be, stands, with its ratios. The table starts with the command, the commit, the machine,
-the versions and the load average, which the JSON keeps too.
+if it can be, stands, with its ratios. The table starts with the command, the
+commit, the machine, the versions and the load average, which the JSON keeps too.
 
 * softmax: speed-ups against stock Scale(1/T) + Softmax. PyTorch's
   softmax(x / T) is added for reference when torch is installed, and the deploy

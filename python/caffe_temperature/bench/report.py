@@ -13,7 +13,7 @@ from caffe_temperature.bench.candidates import Settings
 from caffe_temperature.bench.floors import EXP_FLOOR_ROW, MEMORY_FLOOR_ROW, is_floor
 from caffe_temperature.bench.peers import ONNXRUNTIME_ROW, OPENVINO_ROW
 from caffe_temperature.bench.provenance import lines
-from caffe_temperature.bench.results import FIGURE_FIELDS, FORWARD, FORWARD_BACKWARD, Result, all_unstable, sound
+from caffe_temperature.bench.results import FORWARD, FORWARD_BACKWARD, Result, all_unstable, figure_ms, sound
 from caffe_temperature.bench.timing import OVERHEAD_ROW
 
 NAME_WIDTH = 52
@@ -47,7 +47,7 @@ def floor_multiple(value: Optional[float], floor: Optional[str]) -> str:
 
 
 def time_cell(r: Result, figure: str, width: int) -> str:
-    value = getattr(r, FIGURE_FIELDS[figure])
+    value = figure_ms(r, figure)
     text = "-" if value is None else "unstable" if figure in r.unstable_figures else f"{value:.3f}"
     return f"{text:>{width}}"
 
@@ -108,7 +108,7 @@ def scaling_slopes(results: list[Result]) -> dict[str, dict[str, float]]:
         for key, figure in (("forward", FORWARD), ("forward_backward", FORWARD_BACKWARD)):
             points = [r for r in mine if sound(r, figure)]  # an unstable figure is no point to fit
             if len(points) >= 2:
-                times = [getattr(r, FIGURE_FIELDS[figure]) for r in points]
+                times = [figure_ms(r, figure) for r in points]
                 slope[key] = fit_slope([r.elements for r in points], times)
         if slope:
             slopes[f"{name}, {threads} thread" if several else name] = slope
@@ -140,25 +140,24 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 DASHES = ("-", "--", ":", "-.")
 
 
-def plotted(results: list[Result], field: str) -> list[Result]:
-    """The rows with a sound figure in ``field``: unstable figures and missing backwards are not drawn."""
-    figure = next(name for name, f in FIGURE_FIELDS.items() if f == field)
+def plotted(results: list[Result], figure: str) -> list[Result]:
+    """The rows with that figure sound: unstable figures and missing backwards are not drawn."""
     return [r for r in results if sound(r, figure)]
 
 
-def size_series(results: list[Result], field: str) -> Series:
+def size_series(results: list[Result], figure: str) -> Series:
     """Per candidate: (elements, time) points."""
-    rows = plotted(results, field)
+    rows = plotted(results, figure)
     for name in dict.fromkeys(r.candidate for r in rows):
-        yield name, sorted((r.elements, getattr(r, field)) for r in rows if r.candidate == name)
+        yield name, sorted((r.elements, figure_ms(r, figure)) for r in rows if r.candidate == name)
 
 
-def thread_series(results: list[Result], field: str) -> Series:
+def thread_series(results: list[Result], figure: str) -> Series:
     """Per candidate and shape: (threads, time) points."""
-    rows = plotted(results, field)
+    rows = plotted(results, figure)
     for name, shape in dict.fromkeys((r.candidate, r.shape) for r in rows):
         mine = [r for r in rows if (r.candidate, r.shape) == (name, shape)]
-        yield f"{name} {shape}", sorted((r.threads, getattr(r, field)) for r in mine)
+        yield f"{name} {shape}", sorted((r.threads, figure_ms(r, figure)) for r in mine)
 
 
 def line_style(index: int) -> dict[str, object]:
@@ -176,8 +175,8 @@ def plot_by_group(results: list[Result], title: str, xlabel: str,
     axes = figure.subplots(max(1, len(groups)), 2, squeeze=False)
     for row, group in zip(axes, groups):
         mine = [r for r in results if r.group == group]
-        for ax, field, what in zip(row, ("forward_ms", "forward_backward_ms"), ("forward", "forward + backward")):
-            for index, (label, points) in enumerate(series(mine, field)):
+        for ax, figure_name, what in zip(row, (FORWARD, FORWARD_BACKWARD), ("forward", "forward + backward")):
+            for index, (label, points) in enumerate(series(mine, figure_name)):
                 ax.loglog(*zip(*points), marker="o", label=label, **line_style(index))
             ax.set_title(f"{group}: {what}")
             ax.set_xlabel(xlabel)

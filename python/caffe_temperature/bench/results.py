@@ -51,9 +51,13 @@ def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[
     return None if numerator is None or denominator is None else numerator / denominator
 
 
+def figure_ms(r: Result, figure: str) -> Optional[float]:
+    return getattr(r, FIGURE_FIELDS[figure])
+
+
 def sound(r: Result, figure: str) -> bool:
     """Whether the row has that figure and it can be."""
-    return getattr(r, FIGURE_FIELDS[figure]) is not None and figure not in r.unstable_figures
+    return figure_ms(r, figure) is not None and figure not in r.unstable_figures
 
 
 def all_unstable(r: Result) -> bool:
@@ -66,7 +70,7 @@ def larger_floor(memory: Optional[Result], exp: Optional[Result], figure: str
     """The larger of the two floors' times for ``figure``, and its name; none unless both are sound."""
     if memory is None or exp is None or not sound(memory, figure) or not sound(exp, figure):
         return None, None
-    times = {"memory": getattr(memory, FIGURE_FIELDS[figure]), "exp": getattr(exp, FIGURE_FIELDS[figure])}
+    times = {"memory": figure_ms(memory, figure), "exp": figure_ms(exp, figure)}
     name = max(times, key=lambda k: times[k])
     return times[name], name
 
@@ -77,8 +81,8 @@ def figure_ratios(r: Result, base: Optional[Result], memory: Optional[Result], e
     (and its name): none where the figure, or the one it is divided by, cannot be."""
     if not sound(r, figure):
         return None, None, None
-    time = getattr(r, FIGURE_FIELDS[figure])
-    speedup = ratio(getattr(base, FIGURE_FIELDS[figure]), time) if base and sound(base, figure) else None
+    time = figure_ms(r, figure)
+    speedup = ratio(figure_ms(base, figure), time) if base and sound(base, figure) else None
     floor, name = larger_floor(memory, exp, figure)
     return speedup, ratio(time, floor), name
 

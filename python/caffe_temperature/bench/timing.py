@@ -75,8 +75,8 @@ def minor_faults() -> int:
 def warm_up(run: Callable[[], object], seconds: float) -> float:
     """Calls ``run`` into its steady state and returns its time per call there.
 
-    Once the process is idle (settle), for about ``seconds`` (at least once: first-touch allocations, lazy set-up,
-    caches), then on while its last call still took new pages (page faults),
+    Once the process is idle (settle), for about ``seconds`` (at least once:
+    first-touch allocations, lazy set-up, caches), then on while its last call still took new pages (page faults),
     up to WARM_UP_MAX_CALLS: a run that allocates in every call (PyTorch) grows
     the heap over its first calls until its freed blocks fit what it asks for,
     and a call that takes new pages is not a steady one. At 1024 x 32000 a
