@@ -240,7 +240,7 @@ def test_infogain_skipped_where_h_is_too_big():
 
 def test_big_shapes_get_fewer_repeats():
     assert timing.repeats_for((64, 10), 25) == 25
-    assert timing.repeats_for((1024, 32000), 25) == 3
+    assert timing.repeats_for((1024, 32000), 25) == timing.MIN_REPEATS
     assert timing.repeats_for((1024, 32000), 2) == 2
 
 
@@ -442,6 +442,20 @@ def test_spread_is_the_slowest_block_over_the_fastest(monkeypatch):
     monkeypatch.setattr(timing, "timed_block", lambda run, calls: next(blocks))
     [t] = timing.median_ms([lambda: None], 4, 1e-3)
     assert t.spread == pytest.approx(2.0) and t.ms == pytest.approx(1e3 * 1.35)
+
+
+@pytest.mark.parametrize("blocks, expected", [
+    ([1.0] * 14 + [2.5], 1.0),  # one stray block of 15: set aside, as the median sets it aside
+    ([1.0] * 13 + [2.5, 2.5], 2.5),  # two: a tenth of 15 is one
+    ([1.0] * 8 + [1.5] * 7, 1.5),  # two speeds: the median is not a figure
+    ([1.0 + 0.05 * i for i in range(15)], 1.65 / 1.05),  # a drift
+    ([1.0, 1.0, 1.0, 1.0, 3.0], 1.0),  # five blocks: one of each end set aside
+    ([1.0, 1.0, 3.0], 3.0),  # fewer: all count
+    ([2.0] + [1.0] * 24 + [0.5], 1.0),  # 26 blocks: two of each end
+])
+def test_spread_sets_the_slowest_and_fastest_tenth_aside(blocks: list[float], expected: float):
+    assert timing.spread(blocks) == pytest.approx(expected)
+    assert timing.spread(blocks[::-1]) == pytest.approx(expected)  # order does not matter
 
 
 def test_warm_up_goes_on_while_calls_take_new_pages(monkeypatch):

@@ -26,7 +26,8 @@ as a multiple of the larger of the two. --threads sets the plugin's OpenMP
 threads, BLAS's, PyTorch's and the deploy runtimes' alike.
 
 The harness polices its figures: a forward slower than its forward + backward,
-blocks whose slowest took more than --max-spread times the fastest, or a
+blocks that spread more than --max-spread (slowest / fastest, the slowest
+and fastest tenth set aside), or a
 speed-up from k threads over j above k / j, is measured again (the whole group,
 --retries times) and, if it stays so, printed as "unstable" with its spread,
 never as a figure; the row's other figure (forward, or forward + backward),

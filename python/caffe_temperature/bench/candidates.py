@@ -46,7 +46,7 @@ class Settings:
     threads: int
     device: str
     block_ms: float  # target length of a block of calls
-    max_spread: float = 1.3  # slowest block / fastest block above which a figure is not one
+    max_spread: float = 1.3  # timing.spread above which a figure is not one
     retries: int = 1  # re-measurements of a group whose figures cannot be
 
 

@@ -3,9 +3,9 @@ printed as "unstable" if it stays so, never as a figure; a row's other figure,
 if it can be, stands.
 
 What cannot be, per row: a forward slower than the same candidate's forward +
-backward; blocks whose slowest took more than max_spread times the fastest
-(the load of other processes moved during the measurement, or the candidate
-has no steady state); and, across thread counts, a speed-up of k threads over
+backward; blocks that spread more than max_spread (timing.spread: slowest /
+fastest once a stray block is set aside; the load of other processes moved
+during the measurement, or the candidate has no steady state); and, across thread counts, a speed-up of k threads over
 j above k / j (more than the added threads can give).
 """
 

@@ -68,8 +68,9 @@ def build_parser(argv: Sequence[str] | None = None) -> ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="cpu (default) or gpu (needs a CUDA build of Caffe)")
     parser.add_argument("--max-spread", type=more_than_one, default=1.3,
-                        help="slowest / fastest block above which a figure is re-measured, and printed as "
-                        "unstable if it stays so (default 1.3)")
+                        help="spread of the blocks (slowest / fastest, the slowest and fastest tenth set "
+                        "aside) above which a figure is re-measured, and printed as unstable if it stays so "
+                        "(default 1.3)")
     parser.add_argument("--retries", type=int_at_least("--retries", 0), default=1,
                         help="re-measurements of a group with a figure that cannot be (default 1)")
     parser.add_argument("--scaling", choices=LAYER_GROUPS, metavar="GROUP",

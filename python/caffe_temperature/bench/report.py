@@ -34,7 +34,7 @@ LEGEND = f"""\
    forward only (inference runtimes);
  GB/s = bytes that must move / time, see traffic_bytes;
  unstable = a figure that cannot be (fwd slower than fwd+bwd, slowest block / fastest above the
-   limit, a speed-up above the added threads), still so when measured again: no figure, no ratio
+   limit once the slowest and fastest tenth are set aside, a speed-up above the added threads), still so when measured again: no figure, no ratio
    from it; the row's other figure stands, with the spreads and reasons at the end of the row)"""
 
 

@@ -25,7 +25,7 @@ class Result:
     calls_per_block: int  # forward's; forward + backward's may be fewer
     forward_ms: float
     forward_backward_ms: Optional[float]  # None: no backward (the deploy runtimes)
-    # Slowest block / fastest block: how far the figure moved while it was measured.
+    # timing.spread of the blocks: how far the figure moved while it was measured.
     forward_spread: float
     forward_backward_spread: Optional[float]
     forward_gb_per_s: Optional[float]
