@@ -470,6 +470,19 @@ def test_warm_up_goes_on_while_calls_take_new_pages(monkeypatch):
     assert len(calls) == timing.WARM_UP_MAX_CALLS
 
 
+def test_warm_up_gives_the_median_call_so_slow_first_calls_do_not_shorten_the_blocks(monkeypatch):
+    durations = iter([3e-3, 3e-3] + [1e-3] * 50)
+    clock = [0.0]
+    monkeypatch.setattr(timing, "settle", lambda: True)
+    monkeypatch.setattr(timing, "minor_faults", lambda: 0)
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def run() -> None:
+        clock[0] += next(durations)
+
+    assert timing.warm_up(run, seconds=0.012) == pytest.approx(1e-3)  # 8 calls; their mean is 1.5 ms
+
+
 def test_provenance_names_the_commit_and_the_cpu(tmp_path: Path):
     assert provenance.commit(tmp_path).startswith("unknown")
     cpuinfo = "model name\t: Some CPU 9000\nflags\t\t: fpu sse2 avx2 fma\n"

@@ -102,22 +102,25 @@ def warm_up(run: Callable[[], object], seconds: float) -> float:
     calls and none after about ten (docs/performance.md); with one call of
     warm-up (4 blocks' time is less than one call) its forward was timed while
     the heap grew, and came out slower than its forward + backward, timed
-    later. The time per call is the
-    mean of the calls since the last one that faulted (the last call's if
-    every one did)."""
+    later. The time per call is the median of the calls since the last one that
+    faulted (the last call's if every one did), as a block's figure is its
+    median call; not their mean, which a few slow calls after the idle wait
+    inflate: the layer's 2-thread forward at 8 x 21 x 128 x 128 had blocks of 2
+    calls in each run where it came out unstable, and of 5 or 6 in each where it
+    was sound (docs/performance.md)."""
     settle()
     start = time.perf_counter()
-    calls = steady_calls = 0
-    steady_s = 0.0
+    calls = 0
+    steady: list[float] = []
     while True:
         faults, began = minor_faults(), time.perf_counter()
         run()
         took = time.perf_counter() - began
         calls += 1
         faulted = minor_faults() > faults
-        steady_calls, steady_s = (0, 0.0) if faulted else (steady_calls + 1, steady_s + took)
+        steady = [] if faulted else steady + [took]
         if time.perf_counter() - start >= seconds and (not faulted or calls >= WARM_UP_MAX_CALLS):
-            return steady_s / steady_calls if steady_calls else took
+            return statistics.median(steady) if steady else took
 
 
 def settle() -> bool:
